@@ -1,0 +1,102 @@
+"""One exception hierarchy for everything that can go wrong.
+
+Every error carries ``retryable``: True when the same request may succeed if
+tried again (a dropped connection, throttling), False when it cannot (a bad
+key, a bad parameter). Messages never contain the API key: the only place
+the key exists is the Authorization header the client builds.
+"""
+
+from __future__ import annotations
+
+
+class CosyVoiceError(Exception):
+    """Base class of every error raised by cosyvoice-stream."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        task_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.task_id = task_id
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.code:
+            parts.append(f"[code={self.code}]")
+        if self.task_id:
+            parts.append(f"[task_id={self.task_id}]")
+        return " ".join(parts)
+
+
+class InvalidParameterError(CosyVoiceError, ValueError):
+    """A parameter or input text was refused, by this client or by the server."""
+
+    def __init__(self, message: str, *, parameter: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.parameter = parameter
+
+
+class VoiceModelMismatchError(InvalidParameterError):
+    """The voice does not belong to the model's generation (server code 418)."""
+
+
+class InstructionError(InvalidParameterError):
+    """The instruction was refused (server code 428, or a model without instructions)."""
+
+
+class TextLimitError(InvalidParameterError):
+    """Text over a per-message or per-task limit."""
+
+
+class SSMLError(InvalidParameterError):
+    """SSML where it is not allowed (streaming input) or malformed SSML."""
+
+
+class AuthenticationError(CosyVoiceError):
+    """The handshake was refused (HTTP 401/403): missing, wrong or expired key."""
+
+
+class ThrottlingError(CosyVoiceError):
+    """The service is rate-limiting this account (Throttling.*, HTTP 429)."""
+
+    retryable = True
+
+
+class ServerTimeoutError(CosyVoiceError):
+    """The server gave up waiting for text (``request timeout after 23 seconds``)."""
+
+
+class ServerError(CosyVoiceError):
+    """Any other task failure reported by the server."""
+
+    retryable = True
+
+
+class ConnectionLostError(CosyVoiceError):
+    """The connection could not be opened or closed before the task ended."""
+
+    retryable = True
+
+
+class ProtocolError(CosyVoiceError):
+    """The server sent something the protocol does not allow."""
+
+
+class ClientTimeoutError(CosyVoiceError):
+    """A client-side deadline passed (connect, task start, first audio, idle)."""
+
+    retryable = True
+
+
+class TaskCancelledError(CosyVoiceError):
+    """The task was cancelled by the caller."""

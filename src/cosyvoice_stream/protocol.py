@@ -1,0 +1,459 @@
+"""The CosyVoice duplex WebSocket protocol, sans-I/O.
+
+This is the only module of the client that knows the wire format: message
+layouts, field names, event names and error codes. It never touches a
+socket, a clock or a thread: feed it what the server sent
+(``receive_text`` / ``receive_bytes``), get typed events back, and send what
+it leaves in its outbox (``data_to_send``).
+
+One ``TaskProtocol`` is one task (run-task .. task-finished/failed). Binary
+frames carry no task id, so a connection runs one task at a time.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import (
+    AuthenticationError,
+    CosyVoiceError,
+    InstructionError,
+    InvalidParameterError,
+    ProtocolError,
+    ServerError,
+    ServerTimeoutError,
+    SSMLError,
+    TextLimitError,
+    ThrottlingError,
+    VoiceModelMismatchError,
+)
+from .options import SynthesisOptions
+from .text import MAX_MESSAGE_CHARACTERS, MAX_TASK_CHARACTERS, billable_characters, check_text, is_ssml, split_text
+
+
+@dataclass(frozen=True)
+class RawWord:
+    """One word as the server reports it (times in ms, indexes into the sentence or task text)."""
+
+    text: str
+    begin_index: int | None
+    end_index: int | None
+    begin_time: int
+    end_time: int
+
+
+@dataclass(frozen=True)
+class TaskStarted:
+    task_id: str
+
+
+@dataclass(frozen=True)
+class SentenceBegin:
+    index: int
+    text: str | None
+
+
+@dataclass(frozen=True)
+class SentenceEnd:
+    index: int
+    text: str | None
+
+
+@dataclass(frozen=True)
+class WordsReceived:
+    """Word timings for one sentence; may repeat words already received (dialects)."""
+
+    index: int
+    words: tuple[RawWord, ...]
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class AudioReceived:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class UsageUpdated:
+    characters: int
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    task_id: str
+    request_uuid: str | None
+    characters: int | None
+
+
+@dataclass(frozen=True)
+class TaskFailed:
+    error: CosyVoiceError
+
+
+ProtocolEvent = (
+    TaskStarted | SentenceBegin | SentenceEnd | WordsReceived | AudioReceived | UsageUpdated
+    | TaskFinished | TaskFailed
+)
+
+
+class TaskState(enum.Enum):
+    IDLE = "idle"
+    STARTING = "starting"  # run-task sent, waiting for task-started
+    STARTED = "started"
+    FINISHING = "finishing"  # finish-task sent
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+_ACTIVE = (TaskState.STARTING, TaskState.STARTED, TaskState.FINISHING)
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _message(action: str, task_id: str, payload: dict[str, Any]) -> str:
+    header = {"action": action, "task_id": task_id, "streaming": "duplex"}
+    return json.dumps({"header": header, "payload": payload}, ensure_ascii=False, separators=(",", ":"))
+
+
+def wire_parameters(options: SynthesisOptions, *, ssml: bool) -> dict[str, Any]:
+    """The ``payload.parameters`` object of run-task for ``options``."""
+    params: dict[str, Any] = {
+        "text_type": "PlainText",
+        "voice": options.voice,
+        "format": options.format,
+        "sample_rate": options.sample_rate,
+        "volume": options.volume,
+        "rate": options.speech_rate,
+        "pitch": options.pitch_rate,
+        "seed": options.seed,
+    }
+    if options.format == "opus":
+        params["bit_rate"] = options.bit_rate if options.bit_rate is not None else 32
+    if options.word_timestamp_enabled:
+        params["word_timestamp_enabled"] = True
+    if options.language_hints:
+        params["language_hints"] = list(options.language_hints)
+    if options.instruction is not None:
+        params["instruction"] = options.instruction
+    if ssml:
+        params["enable_ssml"] = True
+    if options.enable_aigc_tag:
+        params["enable_aigc_tag"] = True
+        if options.aigc_propagator is not None:
+            params["aigc_propagator"] = options.aigc_propagator
+        if options.aigc_propagate_id is not None:
+            params["aigc_propagate_id"] = options.aigc_propagate_id
+    params.update(options.additional_params)
+    return params
+
+
+def handshake_headers(api_key: str, *, workspace: str | None = None, user_agent: str | None = None) -> dict[str, str]:
+    """HTTP headers of the WebSocket handshake. The key goes only here."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    if workspace:
+        headers["X-DashScope-WorkSpace"] = workspace
+    if user_agent:
+        headers["User-Agent"] = user_agent
+    return headers
+
+
+def error_from_handshake(status: int, body: bytes | str = b"") -> CosyVoiceError:
+    """The error for a refused handshake (HTTP status other than 101)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    detail = f" ({text.strip()[:200]})" if text.strip() else ""
+    if status in (401, 403):
+        return AuthenticationError(
+            f"the service refused the API key or token (HTTP {status}){detail}; check"
+            " DASHSCOPE_API_KEY and that the key belongs to the endpoint's region",
+            code=f"HTTP{status}",
+        )
+    if status == 429:
+        return ThrottlingError(f"the service is throttling this account (HTTP 429){detail}", code="HTTP429")
+    if status >= 500:
+        return ServerError(f"the service failed the handshake (HTTP {status}){detail}", code=f"HTTP{status}")
+    return ServerError(f"unexpected handshake response HTTP {status}{detail}", code=f"HTTP{status}", retryable=False)
+
+
+def error_from_task_failed(code: str | None, message: str | None, task_id: str | None = None) -> CosyVoiceError:
+    """Map a task-failed event (error_code, error_message) onto the exception hierarchy."""
+    code = code or "UnknownError"
+    message = message or "task failed"
+    text = f"{code}: {message}"
+    lowered = message.lower()
+    cls: type[CosyVoiceError]
+    if "418" in message:
+        cls = VoiceModelMismatchError
+        text += " (the voice does not exist for this model: check the voice list of the model)"
+    elif "428" in message:
+        cls = InstructionError
+        text += " (the instruction is not valid for this voice or model)"
+    elif code.startswith("Throttling"):
+        cls = ThrottlingError
+    elif "timeout after 23 seconds" in lowered:
+        cls = ServerTimeoutError
+        text += " (no text or finish reached the server for 23 s)"
+    elif "ssml" in lowered:
+        cls = SSMLError
+    elif code in ("InvalidApiKey", "Unauthorized", "AccessDenied") or "api key" in lowered or "apikey" in lowered:
+        cls = AuthenticationError
+    elif code.startswith("InvalidParameter") or code.startswith("BadRequest") or "invalid" in lowered:
+        cls = InvalidParameterError
+    else:
+        cls = ServerError
+    return cls(text, code=code, task_id=task_id)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _parse_words(raw: Any) -> tuple[RawWord, ...]:
+    if not isinstance(raw, list):
+        return ()
+    words = []
+    for item in raw:
+        if not isinstance(item, Mapping):
+            continue
+        text = item.get("text")
+        begin, end = _as_int(item.get("begin_time")), _as_int(item.get("end_time"))
+        if not isinstance(text, str) or begin is None or end is None:
+            continue
+        words.append(RawWord(text, _as_int(item.get("begin_index")), _as_int(item.get("end_index")), begin, end))
+    return tuple(words)
+
+
+class TaskProtocol:
+    """State machine of one synthesis task.
+
+    ``ssml=True`` is the whole-text path: ``enable_ssml`` is requested and only
+    one continue-task may be sent. Text sent before task-started is held and
+    released when the server confirms the task.
+    """
+
+    def __init__(self, options: SynthesisOptions, *, task_id: str | None = None, ssml: bool = False) -> None:
+        self.options = options
+        self.task_id = task_id or new_task_id()
+        self.ssml = ssml
+        self.state = TaskState.IDLE
+        self.characters_sent = 0  # billable, offline estimate
+        self.usage_characters: int | None = None
+        self.request_uuid: str | None = None
+        self.error: CosyVoiceError | None = None
+        self._outbox: list[str] = []
+        self._held: list[str] = []
+        self._finish_held = False
+        self._messages_sent = 0
+        self._sentence_counter = -1
+
+    # -- client side ------------------------------------------------------
+    def start(self) -> None:
+        """Queue run-task."""
+        if self.state is not TaskState.IDLE:
+            raise ProtocolError(f"start() in state {self.state.value}", task_id=self.task_id)
+        payload = {
+            "task_group": "audio",
+            "task": "tts",
+            "function": "SpeechSynthesizer",
+            "model": self.options.model,
+            "parameters": wire_parameters(self.options, ssml=self.ssml),
+            "input": {},
+        }
+        self._outbox.append(_message("run-task", self.task_id, payload))
+        self.state = TaskState.STARTING
+
+    def check_text(self, text: str) -> list[str]:
+        """Validate ``text`` against every limit without sending; return its message pieces."""
+        check_text(text)
+        if self.state not in (TaskState.STARTING, TaskState.STARTED):
+            raise ProtocolError(
+                f"cannot send text to a task that is {self.state.value}", task_id=self.task_id
+            )
+        if not self.ssml and is_ssml(text):
+            raise SSMLError(
+                "SSML is not allowed on streaming input: pass the whole SSML document to"
+                " synthesize() (one message, enable_ssml)",
+                parameter="text",
+            )
+        count = billable_characters(text)
+        if self.characters_sent + count > MAX_TASK_CHARACTERS:
+            raise TextLimitError(
+                f"text would bring the task to {self.characters_sent + count} billable characters;"
+                f" a task takes at most {MAX_TASK_CHARACTERS}",
+                parameter="text",
+            )
+        if self.ssml:
+            if self._messages_sent or self._held:
+                raise SSMLError("an SSML task takes exactly one text message", parameter="text")
+            if count > MAX_MESSAGE_CHARACTERS:
+                raise TextLimitError(
+                    f"SSML text has {count} billable characters; one SSML request takes at most"
+                    f" {MAX_MESSAGE_CHARACTERS} (SSML cannot be split)",
+                    parameter="text",
+                )
+            return [text]
+        return split_text(text, MAX_MESSAGE_CHARACTERS)
+
+    def send_text(self, text: str) -> None:
+        """Queue continue-task message(s) for ``text`` (split above the per-message limit)."""
+        pieces = self.check_text(text)
+        self.characters_sent += billable_characters(text)
+        for piece in pieces:
+            msg = _message("continue-task", self.task_id, {"input": {"text": piece}})
+            self._messages_sent += 1
+            if self.state is TaskState.STARTING:
+                self._held.append(msg)
+            else:
+                self._outbox.append(msg)
+
+    def finish(self) -> None:
+        """Queue finish-task: no more text; the server synthesizes what it buffered."""
+        if self.state is TaskState.STARTING:
+            self._finish_held = True
+            return
+        if self.state is not TaskState.STARTED:
+            raise ProtocolError(f"finish() in state {self.state.value}", task_id=self.task_id)
+        self._queue_finish()
+
+    @property
+    def finish_requested(self) -> bool:
+        return self._finish_held or self.state is TaskState.FINISHING
+
+    @property
+    def active(self) -> bool:
+        return self.state in _ACTIVE
+
+    def _queue_finish(self) -> None:
+        self._outbox.append(_message("finish-task", self.task_id, {"input": {}}))
+        self.state = TaskState.FINISHING
+
+    def data_to_send(self) -> list[str]:
+        """Messages to send now, in order; the outbox is emptied."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    # -- server side ------------------------------------------------------
+    def receive_bytes(self, data: bytes) -> list[ProtocolEvent]:
+        if self.state not in (TaskState.STARTED, TaskState.FINISHING):
+            return self._fail(ProtocolError(
+                f"audio frame received while the task is {self.state.value}", task_id=self.task_id
+            ))
+        return [AudioReceived(bytes(data))]
+
+    def receive_text(self, data: str | bytes) -> list[ProtocolEvent]:
+        try:
+            message = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return self._fail(ProtocolError(
+                f"malformed JSON from the server: {str(data)[:120]!r}", task_id=self.task_id
+            ))
+        header = message.get("header") if isinstance(message, dict) else None
+        if not isinstance(header, dict):
+            return self._fail(ProtocolError("server message without a header object", task_id=self.task_id))
+        event = header.get("event")
+        task_id = header.get("task_id")
+        if task_id is not None and task_id != self.task_id:
+            # A straggler of an earlier task on this connection: not ours.
+            return []
+        payload = message.get("payload")
+        payload = payload if isinstance(payload, dict) else {}
+        if event == "task-started":
+            return self._on_started()
+        if event == "task-failed":
+            error = error_from_task_failed(header.get("error_code"), header.get("error_message"), self.task_id)
+            self.state = TaskState.FAILED
+            self.error = error
+            return [TaskFailed(error)]
+        if self.state not in (TaskState.STARTED, TaskState.FINISHING):
+            if event in ("result-generated", "task-finished"):
+                return self._fail(ProtocolError(
+                    f"{event} received while the task is {self.state.value}", task_id=self.task_id
+                ))
+            return []
+        if event == "result-generated":
+            return self._on_result(payload)
+        if event == "task-finished":
+            return self._on_finished(header, payload)
+        return []  # unknown events are tolerated
+
+    def _fail(self, error: CosyVoiceError) -> list[ProtocolEvent]:
+        self.state = TaskState.FAILED
+        self.error = error
+        return [TaskFailed(error)]
+
+    def _on_started(self) -> list[ProtocolEvent]:
+        if self.state is not TaskState.STARTING:
+            return self._fail(ProtocolError(
+                f"task-started received while the task is {self.state.value}", task_id=self.task_id
+            ))
+        self.state = TaskState.STARTED
+        self._outbox.extend(self._held)
+        self._held = []
+        if self._finish_held:
+            self._finish_held = False
+            self._queue_finish()
+        return [TaskStarted(self.task_id)]
+
+    def _usage(self, payload: dict[str, Any]) -> list[ProtocolEvent]:
+        usage = payload.get("usage")
+        characters = _as_int(usage.get("characters")) if isinstance(usage, dict) else None
+        if characters is None or characters == self.usage_characters:
+            return []
+        self.usage_characters = characters
+        return [UsageUpdated(characters)]
+
+    def _sentence_events(self, output: dict[str, Any], kind: Any) -> list[ProtocolEvent]:
+        sentence = output.get("sentence")
+        events: list[ProtocolEvent] = []
+        sentences = output.get("sentences")
+        if isinstance(sentences, list):  # all sentences at once (task-finished dialect)
+            for item in sentences:
+                events.extend(self._sentence_events({"sentence": item}, None))
+            return events
+        if not isinstance(sentence, dict):
+            return events
+        index = _as_int(sentence.get("index"))
+        text = output.get("original_text", sentence.get("original_text", sentence.get("text")))
+        text = text if isinstance(text, str) else None
+        if kind == "sentence-begin":
+            self._sentence_counter = index if index is not None else self._sentence_counter + 1
+            events.append(SentenceBegin(self._sentence_counter, text))
+            index = self._sentence_counter
+        elif index is None:
+            index = max(self._sentence_counter, 0)
+        words = _parse_words(sentence.get("words"))
+        if words:
+            events.append(WordsReceived(index, words, text))
+        if kind == "sentence-end":
+            events.append(SentenceEnd(index, text))
+        return events
+
+    def _on_result(self, payload: dict[str, Any]) -> list[ProtocolEvent]:
+        output = payload.get("output")
+        output = output if isinstance(output, dict) else {}
+        events = self._sentence_events(output, output.get("type"))
+        events.extend(self._usage(payload))
+        return events
+
+    def _on_finished(self, header: dict[str, Any], payload: dict[str, Any]) -> list[ProtocolEvent]:
+        output = payload.get("output")
+        events = self._sentence_events(output, None) if isinstance(output, dict) else []
+        events.extend(self._usage(payload))
+        attributes = header.get("attributes")
+        if isinstance(attributes, dict) and isinstance(attributes.get("request_uuid"), str):
+            self.request_uuid = attributes["request_uuid"]
+        self.state = TaskState.FINISHED
+        events.append(TaskFinished(self.task_id, self.request_uuid, self.usage_characters))
+        return events
