@@ -1,5 +1,7 @@
 """cosyvoice-stream: real-time CosyVoice speech synthesis for voice agents."""
 
+from .aio import AsyncSynthesizer, SynthesisResult, SynthesisStream, Timeouts
+from .endpoint import TemporaryTokenProvider
 from .errors import (
     AuthenticationError,
     ClientTimeoutError,
@@ -16,12 +18,16 @@ from .errors import (
     ThrottlingError,
     VoiceModelMismatchError,
 )
+from .events import AudioChunk, StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from .options import SUPPORTED_SAMPLE_RATES, AudioFormat, SynthesisOptions
 from .text import billable_characters, split_text
+from .timestamps import WordTiming
 from .version import __version__
 
 __all__ = [
     "SUPPORTED_SAMPLE_RATES",
+    "AsyncSynthesizer",
+    "AudioChunk",
     "AudioFormat",
     "AuthenticationError",
     "ClientTimeoutError",
@@ -33,11 +39,20 @@ __all__ = [
     "SSMLError",
     "ServerError",
     "ServerTimeoutError",
+    "StreamEvent",
+    "SynthesisComplete",
     "SynthesisOptions",
+    "SynthesisResult",
+    "SynthesisStream",
     "TaskCancelledError",
+    "TaskMetrics",
+    "TemporaryTokenProvider",
     "TextLimitError",
     "ThrottlingError",
+    "Timeouts",
     "VoiceModelMismatchError",
+    "WordTimestamps",
+    "WordTiming",
     "__version__",
     "billable_characters",
     "split_text",

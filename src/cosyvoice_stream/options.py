@@ -15,7 +15,13 @@ from enum import Enum
 from typing import Any
 
 from .errors import InstructionError, InvalidParameterError, VoiceModelMismatchError
-from .voices import DEFAULT_MODEL, DEFAULT_VOICE, INSTRUCTION_MODELS, model_generation, voice_generation
+from .voices import (
+    DEFAULT_MODEL,
+    DEFAULT_VOICE,
+    INSTRUCTION_MODELS,
+    model_generation,
+    voice_generation,
+)
 
 #: Sample rates the service produces natively.
 SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 44100, 48000)
@@ -86,9 +92,7 @@ class AudioFormat(Enum):
 
 
 def _fail(name: str, value: object, allowed: str) -> InvalidParameterError:
-    return InvalidParameterError(
-        f"{name}={value!r} is invalid: expected {allowed}", parameter=name
-    )
+    return InvalidParameterError(f"{name}={value!r} is invalid: expected {allowed}", parameter=name)
 
 
 def _check_number(name: str, value: object, lo: float, hi: float, *, integer: bool) -> None:
@@ -144,7 +148,8 @@ class SynthesisOptions:
             raise _fail("format", self.format, f"one of {', '.join(FORMATS)}")
         if isinstance(self.sample_rate, bool) or self.sample_rate not in SUPPORTED_SAMPLE_RATES:
             raise _fail(
-                "sample_rate", self.sample_rate,
+                "sample_rate",
+                self.sample_rate,
                 f"one of {', '.join(map(str, SUPPORTED_SAMPLE_RATES))} Hz",
             )
         _check_number("volume", self.volume, 0, 100, integer=True)
@@ -181,7 +186,8 @@ class SynthesisOptions:
         hints = tuple(hints)
         if len(hints) != 1 or hints[0] not in LANGUAGES:
             raise _fail(
-                "language_hints", list(hints),
+                "language_hints",
+                list(hints),
                 f"a list of exactly one of {', '.join(LANGUAGES)} (the service reads only the first)",
             )
         object.__setattr__(self, "language_hints", hints)
@@ -193,7 +199,8 @@ class SynthesisOptions:
             raise _fail("instruction", self.instruction, "a non-empty string")
         if len(self.instruction) > MAX_INSTRUCTION_LENGTH:
             raise _fail(
-                "instruction", self.instruction[:20] + "...",
+                "instruction",
+                self.instruction[:20] + "...",
                 f"at most {MAX_INSTRUCTION_LENGTH} characters (got {len(self.instruction)})",
             )
         if model_generation(self.model) is not None and self.model not in INSTRUCTION_MODELS:

@@ -33,7 +33,14 @@ from .errors import (
     VoiceModelMismatchError,
 )
 from .options import SynthesisOptions
-from .text import MAX_MESSAGE_CHARACTERS, MAX_TASK_CHARACTERS, billable_characters, check_text, is_ssml, split_text
+from .text import (
+    MAX_MESSAGE_CHARACTERS,
+    MAX_TASK_CHARACTERS,
+    billable_characters,
+    check_text,
+    is_ssml,
+    split_text,
+)
 
 
 @dataclass(frozen=True)
@@ -96,8 +103,14 @@ class TaskFailed:
 
 
 ProtocolEvent = (
-    TaskStarted | SentenceBegin | SentenceEnd | WordsReceived | AudioReceived | UsageUpdated
-    | TaskFinished | TaskFailed
+    TaskStarted
+    | SentenceBegin
+    | SentenceEnd
+    | WordsReceived
+    | AudioReceived
+    | UsageUpdated
+    | TaskFinished
+    | TaskFailed
 )
 
 
@@ -154,7 +167,9 @@ def wire_parameters(options: SynthesisOptions, *, ssml: bool) -> dict[str, Any]:
     return params
 
 
-def handshake_headers(api_key: str, *, workspace: str | None = None, user_agent: str | None = None) -> dict[str, str]:
+def handshake_headers(
+    api_key: str, *, workspace: str | None = None, user_agent: str | None = None
+) -> dict[str, str]:
     """HTTP headers of the WebSocket handshake. The key goes only here."""
     headers = {"Authorization": f"Bearer {api_key}"}
     if workspace:
@@ -178,10 +193,14 @@ def error_from_handshake(status: int, body: bytes | str = b"") -> CosyVoiceError
         return ThrottlingError(f"the service is throttling this account (HTTP 429){detail}", code="HTTP429")
     if status >= 500:
         return ServerError(f"the service failed the handshake (HTTP {status}){detail}", code=f"HTTP{status}")
-    return ServerError(f"unexpected handshake response HTTP {status}{detail}", code=f"HTTP{status}", retryable=False)
+    return ServerError(
+        f"unexpected handshake response HTTP {status}{detail}", code=f"HTTP{status}", retryable=False
+    )
 
 
-def error_from_task_failed(code: str | None, message: str | None, task_id: str | None = None) -> CosyVoiceError:
+def error_from_task_failed(
+    code: str | None, message: str | None, task_id: str | None = None
+) -> CosyVoiceError:
     """Map a task-failed event (error_code, error_message) onto the exception hierarchy."""
     code = code or "UnknownError"
     message = message or "task failed"
@@ -201,7 +220,11 @@ def error_from_task_failed(code: str | None, message: str | None, task_id: str |
         text += " (no text or finish reached the server for 23 s)"
     elif "ssml" in lowered:
         cls = SSMLError
-    elif code in ("InvalidApiKey", "Unauthorized", "AccessDenied") or "api key" in lowered or "apikey" in lowered:
+    elif (
+        code in ("InvalidApiKey", "Unauthorized", "AccessDenied")
+        or "api key" in lowered
+        or "apikey" in lowered
+    ):
         cls = AuthenticationError
     elif code.startswith("InvalidParameter") or code.startswith("BadRequest") or "invalid" in lowered:
         cls = InvalidParameterError
@@ -231,8 +254,55 @@ def _parse_words(raw: Any) -> tuple[RawWord, ...]:
         begin, end = _as_int(item.get("begin_time")), _as_int(item.get("end_time"))
         if not isinstance(text, str) or begin is None or end is None:
             continue
-        words.append(RawWord(text, _as_int(item.get("begin_index")), _as_int(item.get("end_index")), begin, end))
+        words.append(
+            RawWord(text, _as_int(item.get("begin_index")), _as_int(item.get("end_index")), begin, end)
+        )
     return tuple(words)
+
+
+def check_fragment(text: str, *, ssml: bool, characters_sent: int, messages_sent: int) -> list[str]:
+    """Validate one text fragment against every limit; return its continue-task pieces.
+
+    ``characters_sent``/``messages_sent`` are what the task already took.
+    """
+    check_text(text)
+    if not ssml and is_ssml(text):
+        raise SSMLError(
+            "SSML is not allowed on streaming input: pass the whole SSML document to"
+            " synthesize() (one message, enable_ssml)",
+            parameter="text",
+        )
+    count = billable_characters(text)
+    if characters_sent + count > MAX_TASK_CHARACTERS:
+        raise TextLimitError(
+            f"text would bring the task to {characters_sent + count} billable characters;"
+            f" a task takes at most {MAX_TASK_CHARACTERS}",
+            parameter="text",
+        )
+    if not ssml:
+        return split_text(text, MAX_MESSAGE_CHARACTERS)
+    if messages_sent:
+        raise SSMLError("an SSML task takes exactly one text message", parameter="text")
+    if count > MAX_MESSAGE_CHARACTERS:
+        raise TextLimitError(
+            f"SSML text has {count} billable characters; one SSML request takes at most"
+            f" {MAX_MESSAGE_CHARACTERS} (SSML cannot be split)",
+            parameter="text",
+        )
+    if is_ssml(text):
+        _check_ssml_document(text)
+    return [text]
+
+
+def _check_ssml_document(text: str) -> None:
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise SSMLError(f"the SSML document is not well-formed XML: {exc}", parameter="text") from None
+    if root.tag != "speak":
+        raise SSMLError(f"the SSML root element must be <speak>, got <{root.tag}>", parameter="text")
 
 
 class TaskProtocol:
@@ -274,41 +344,15 @@ class TaskProtocol:
         self._outbox.append(_message("run-task", self.task_id, payload))
         self.state = TaskState.STARTING
 
-    def check_text(self, text: str) -> list[str]:
-        """Validate ``text`` against every limit without sending; return its message pieces."""
-        check_text(text)
+    def send_text(self, text: str) -> None:
+        """Queue continue-task message(s) for ``text`` (split above the per-message limit)."""
         if self.state not in (TaskState.STARTING, TaskState.STARTED):
             raise ProtocolError(
                 f"cannot send text to a task that is {self.state.value}", task_id=self.task_id
             )
-        if not self.ssml and is_ssml(text):
-            raise SSMLError(
-                "SSML is not allowed on streaming input: pass the whole SSML document to"
-                " synthesize() (one message, enable_ssml)",
-                parameter="text",
-            )
-        count = billable_characters(text)
-        if self.characters_sent + count > MAX_TASK_CHARACTERS:
-            raise TextLimitError(
-                f"text would bring the task to {self.characters_sent + count} billable characters;"
-                f" a task takes at most {MAX_TASK_CHARACTERS}",
-                parameter="text",
-            )
-        if self.ssml:
-            if self._messages_sent or self._held:
-                raise SSMLError("an SSML task takes exactly one text message", parameter="text")
-            if count > MAX_MESSAGE_CHARACTERS:
-                raise TextLimitError(
-                    f"SSML text has {count} billable characters; one SSML request takes at most"
-                    f" {MAX_MESSAGE_CHARACTERS} (SSML cannot be split)",
-                    parameter="text",
-                )
-            return [text]
-        return split_text(text, MAX_MESSAGE_CHARACTERS)
-
-    def send_text(self, text: str) -> None:
-        """Queue continue-task message(s) for ``text`` (split above the per-message limit)."""
-        pieces = self.check_text(text)
+        pieces = check_fragment(
+            text, ssml=self.ssml, characters_sent=self.characters_sent, messages_sent=self._messages_sent
+        )
         self.characters_sent += billable_characters(text)
         for piece in pieces:
             msg = _message("continue-task", self.task_id, {"input": {"text": piece}})
@@ -347,18 +391,20 @@ class TaskProtocol:
     # -- server side ------------------------------------------------------
     def receive_bytes(self, data: bytes) -> list[ProtocolEvent]:
         if self.state not in (TaskState.STARTED, TaskState.FINISHING):
-            return self._fail(ProtocolError(
-                f"audio frame received while the task is {self.state.value}", task_id=self.task_id
-            ))
+            return self._fail(
+                ProtocolError(
+                    f"audio frame received while the task is {self.state.value}", task_id=self.task_id
+                )
+            )
         return [AudioReceived(bytes(data))]
 
     def receive_text(self, data: str | bytes) -> list[ProtocolEvent]:
         try:
             message = json.loads(data)
         except (ValueError, UnicodeDecodeError):
-            return self._fail(ProtocolError(
-                f"malformed JSON from the server: {str(data)[:120]!r}", task_id=self.task_id
-            ))
+            return self._fail(
+                ProtocolError(f"malformed JSON from the server: {str(data)[:120]!r}", task_id=self.task_id)
+            )
         header = message.get("header") if isinstance(message, dict) else None
         if not isinstance(header, dict):
             return self._fail(ProtocolError("server message without a header object", task_id=self.task_id))
@@ -372,15 +418,19 @@ class TaskProtocol:
         if event == "task-started":
             return self._on_started()
         if event == "task-failed":
-            error = error_from_task_failed(header.get("error_code"), header.get("error_message"), self.task_id)
+            error = error_from_task_failed(
+                header.get("error_code"), header.get("error_message"), self.task_id
+            )
             self.state = TaskState.FAILED
             self.error = error
             return [TaskFailed(error)]
         if self.state not in (TaskState.STARTED, TaskState.FINISHING):
             if event in ("result-generated", "task-finished"):
-                return self._fail(ProtocolError(
-                    f"{event} received while the task is {self.state.value}", task_id=self.task_id
-                ))
+                return self._fail(
+                    ProtocolError(
+                        f"{event} received while the task is {self.state.value}", task_id=self.task_id
+                    )
+                )
             return []
         if event == "result-generated":
             return self._on_result(payload)
@@ -395,9 +445,11 @@ class TaskProtocol:
 
     def _on_started(self) -> list[ProtocolEvent]:
         if self.state is not TaskState.STARTING:
-            return self._fail(ProtocolError(
-                f"task-started received while the task is {self.state.value}", task_id=self.task_id
-            ))
+            return self._fail(
+                ProtocolError(
+                    f"task-started received while the task is {self.state.value}", task_id=self.task_id
+                )
+            )
         self.state = TaskState.STARTED
         self._outbox.extend(self._held)
         self._held = []

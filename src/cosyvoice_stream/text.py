@@ -67,9 +67,7 @@ def check_text(text: object, *, name: str = "text") -> str:
     characters other than tab, newline and carriage return.
     """
     if not isinstance(text, str):
-        raise InvalidParameterError(
-            f"{name} must be a str, got {type(text).__name__}", parameter=name
-        )
+        raise InvalidParameterError(f"{name} must be a str, got {type(text).__name__}", parameter=name)
     bad = _BAD_CHAR_RE.search(text)
     if bad is not None:
         raise InvalidParameterError(

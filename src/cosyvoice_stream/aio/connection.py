@@ -1,0 +1,148 @@
+"""One WebSocket connection to the service (asyncio, ``websockets``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.protocol import State
+
+from ..endpoint import Credentials, is_loopback
+from ..errors import ClientTimeoutError, ConnectionLostError, CosyVoiceError
+from ..protocol import error_from_handshake, handshake_headers
+from ..version import __version__
+
+if TYPE_CHECKING:
+    from ..session import TaskSession
+
+logger = logging.getLogger("cosyvoice_stream")
+
+USER_AGENT = f"cosyvoice-stream/{__version__}"
+# Audio frames are small, but a misbehaving server must not exhaust memory.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Client-side deadlines in seconds; every wait is bounded by one of them.
+
+    ``connect``: TCP+TLS+WebSocket handshake. ``start``: run-task to
+    task-started. ``first_audio``: finish (no more text) to the first audio.
+    ``idle``: longest silence from the server once audio flows or the task is
+    finishing. ``text``: longest silence while the caller may still send text
+    (the server itself fails the task after 23 s without text).
+    """
+
+    connect: float = 10.0
+    start: float = 10.0
+    first_audio: float = 15.0
+    idle: float = 20.0
+    text: float = 30.0
+    close: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "start", "first_audio", "idle", "text", "close"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+                from ..errors import InvalidParameterError
+
+                raise InvalidParameterError(
+                    f"timeouts.{name}={value!r} is invalid: expected seconds in (0, 3600]",
+                    parameter=f"timeouts.{name}",
+                )
+
+
+class Connection:
+    """A connected WebSocket plus what the pool needs to know about it."""
+
+    def __init__(self, ws: ClientConnection, connect_time: float) -> None:
+        self.ws = ws
+        self.connect_time = connect_time
+        self.created_at = time.monotonic()
+        self.idle_since = self.created_at
+        self.tasks_run = 0
+        self.primed: TaskSession | None = None  # a task already started here
+        self.primed_at = 0.0
+        self.reusable = True
+
+    @classmethod
+    async def open(
+        cls, url: str, credentials: Credentials, timeouts: Timeouts, workspace: str | None = None
+    ) -> Connection:
+        token = await credentials.token()
+        headers = handshake_headers(token, workspace=workspace) if token else {}
+        started = time.monotonic()
+        host = urlsplit(url).hostname
+        try:
+            ws = await asyncio.wait_for(
+                connect(
+                    url,
+                    additional_headers=headers,
+                    user_agent_header=USER_AGENT,
+                    compression=None,
+                    max_size=MAX_MESSAGE_BYTES,
+                    open_timeout=None,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=timeouts.close,
+                    proxy=None if is_loopback(host) else True,
+                ),
+                timeout=timeouts.connect,
+            )
+        except InvalidStatus as exc:
+            response = exc.response
+            raise error_from_handshake(response.status_code, bytes(response.body or b"")) from None
+        except asyncio.TimeoutError:
+            raise ClientTimeoutError(
+                f"could not connect to {host} within {timeouts.connect:g} s", code="ConnectTimeout"
+            ) from None
+        except (OSError, InvalidHandshake, websockets.exceptions.WebSocketException) as exc:
+            raise ConnectionLostError(
+                f"could not connect to {host}: {type(exc).__name__}: {exc}", code="ConnectFailed"
+            ) from None
+        return cls(ws, time.monotonic() - started)
+
+    @property
+    def open_(self) -> bool:
+        return self.ws.state is State.OPEN
+
+    @property
+    def usable(self) -> bool:
+        return self.reusable and self.ws.state is State.OPEN
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Close politely within ``timeout``, then abort the transport."""
+        self.reusable = False
+        try:
+            await asyncio.wait_for(self.ws.close(), timeout=timeout)
+        except (asyncio.TimeoutError, OSError, websockets.exceptions.WebSocketException):
+            pass
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection at once: nothing more is read from it."""
+        self.reusable = False
+        transport = self.ws.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
+
+def describe_close(ws: ClientConnection) -> str:
+    rcvd = ws.protocol.close_rcvd
+    if rcvd is None:
+        return "the connection dropped without a close frame"
+    return f"the server closed the connection (code {rcvd.code}{', ' + rcvd.reason if rcvd.reason else ''})"
+
+
+def connection_lost(ws: ClientConnection, task_id: str | None) -> CosyVoiceError:
+    return ConnectionLostError(
+        f"{describe_close(ws)} before the task ended", code="ConnectionLost", task_id=task_id
+    )

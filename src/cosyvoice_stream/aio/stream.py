@@ -1,0 +1,381 @@
+"""SynthesisStream: text in as it comes, audio and word timings out, cancel at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Union
+
+from websockets.exceptions import ConnectionClosed
+
+from ..errors import ClientTimeoutError, CosyVoiceError, InvalidParameterError, TaskCancelledError
+from ..events import StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
+from ..options import SynthesisOptions
+from ..protocol import TaskState, check_fragment
+from ..session import TaskSession
+from ..text import billable_characters
+from ..timestamps import WordTiming
+from .connection import Connection, connection_lost
+
+if TYPE_CHECKING:
+    from .synthesizer import AsyncSynthesizer
+
+logger = logging.getLogger("cosyvoice_stream")
+
+_QueueItem = Union[StreamEvent, CosyVoiceError, None]  # noqa: UP007  # None: the task ended without audio
+
+
+class _TaskRun:
+    """One task of a stream: its connection, its reader/writer, its event queue."""
+
+    def __init__(
+        self,
+        synth: AsyncSynthesizer,
+        options: SynthesisOptions,
+        output_rate: int,
+        ssml: bool,
+        text_offset: int,
+    ) -> None:
+        self.synth = synth
+        self.options = options
+        self.output_rate = output_rate
+        self.ssml = ssml
+        self.text_offset = text_offset  # characters of the stream's text before this task
+        self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
+        self.pending: list[tuple[str, float]] = []  # text pushed before the session exists
+        self.characters = 0
+        self.messages = 0
+        self.has_text = False
+        self.finish_requested = False
+        self.cancelled = False
+        self.session: TaskSession | None = None
+        self.conn: Connection | None = None
+        self._send_wake = asyncio.Event()
+        self._state_changed = asyncio.Event()
+        self.requested_at = time.monotonic()
+        self.task = asyncio.ensure_future(self._run())
+
+    @property
+    def abandoned(self) -> bool:
+        """Finished without a word of text: the started task can serve another stream."""
+        return self.finish_requested and not self.has_text
+
+    # -- caller side --------------------------------------------------------
+    def push(self, text: str) -> None:
+        pieces = check_fragment(
+            text, ssml=self.ssml, characters_sent=self.characters, messages_sent=self.messages
+        )
+        self.characters += billable_characters(text)
+        self.messages += len(pieces)
+        self.has_text = True
+        now = time.monotonic()
+        if self.session is not None:
+            self.session.send_text(text, now)
+            self._send_wake.set()
+        else:
+            self.pending.append((text, now))
+
+    def finish(self) -> None:
+        self.finish_requested = True
+        self._send_wake.set()
+        self._state_changed.set()
+
+    def cancel(self) -> None:
+        """Stop at once: nothing more is read from the connection or delivered."""
+        self.cancelled = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        if self.conn is not None:
+            self.conn.abort()
+            self.synth.pool.discard(self.conn)
+            self.conn = None
+        self.task.cancel()
+
+    # -- the task -----------------------------------------------------------
+    def _put(self, item: _QueueItem) -> None:
+        if not self.cancelled:
+            self.queue.put_nowait(item)
+
+    async def _run(self) -> None:
+        try:
+            await self._run_task()
+        except CosyVoiceError as error:
+            self._put(error)
+        except ConnectionClosed:
+            assert self.conn is not None
+            self._put(connection_lost(self.conn.ws, self.session.task_id if self.session else None))
+        finally:
+            if self.conn is not None:  # the task did not end cleanly: never reuse
+                self.synth.pool.discard(self.conn)
+                self.conn = None
+
+    async def _run_task(self) -> None:
+        self.conn, reused = await self.synth.pool.acquire(self.options)
+        conn = self.conn
+        conn.tasks_run += 1
+        if conn.primed is not None:
+            session, conn.primed = conn.primed, None
+            session.set_output_rate(self.output_rate)
+            session.start_metrics(requested_at=self.requested_at, connect_time=0.0, reused=True)
+        else:
+            session = self.synth._new_session(self.options, self.output_rate, ssml=self.ssml)
+            session.start_metrics(
+                requested_at=self.requested_at,
+                connect_time=None if reused else conn.connect_time,
+                reused=reused,
+            )
+            session.start()
+        self.session = session
+        for text, pushed_at in self.pending:
+            session.send_text(text, pushed_at)
+        self.pending = []
+        writer = asyncio.ensure_future(self._writer(conn, session))
+        try:
+            finished = await self._reader(conn, session)
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await writer
+        self.conn = None
+        if finished:
+            await self.synth._recycle(conn)
+        else:
+            conn.primed = session  # nothing was said: keep the started task warm
+            self.synth.pool.release(conn)
+            self._put(None)
+
+    async def _writer(self, conn: Connection, session: TaskSession) -> None:
+        while True:
+            self._send_wake.clear()
+            if self.finish_requested and self.has_text and not session.protocol.finish_requested:
+                session.finish()
+            for message in session.data_to_send():
+                await conn.ws.send(message)
+            await self._send_wake.wait()
+
+    def _timeout(self, session: TaskSession, audio_seen: bool) -> tuple[float, str]:
+        timeouts = self.synth.timeouts
+        protocol = session.protocol
+        if protocol.state is TaskState.STARTING:
+            return timeouts.start, "task-started"
+        if not protocol.finish_requested:
+            return timeouts.text, "server events while more text may come"
+        if not audio_seen:
+            return timeouts.first_audio, "the first audio"
+        return timeouts.idle, "the rest of the audio"
+
+    async def _reader(self, conn: Connection, session: TaskSession) -> bool:
+        """Deliver the task's events; True when it finished, False when abandoned unused."""
+        ws = conn.ws
+        audio_seen = False
+        recv: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if self.abandoned and session.protocol.state in (TaskState.STARTING, TaskState.STARTED):
+                    return False
+                timeout, waiting_for = self._timeout(session, audio_seen)
+                if recv is None:
+                    recv = asyncio.ensure_future(ws.recv())
+                changed: asyncio.Future[Any] = asyncio.ensure_future(self._state_changed.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        [recv, changed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    changed.cancel()
+                if recv not in done:
+                    if changed in done:
+                        self._state_changed.clear()
+                        continue  # finish or abandon: recompute the deadline
+                    raise ClientTimeoutError(
+                        f"no reply from the service within {timeout:g} s while waiting for {waiting_for}",
+                        code="ClientTimeout",
+                        task_id=session.task_id,
+                    )
+                message = recv.result()
+                recv = None
+                now = time.monotonic()
+                if isinstance(message, str):
+                    logger.debug("recv %s", message[:500])
+                    events = session.receive_text(message, now)
+                    self._send_wake.set()  # task-started releases held messages
+                else:
+                    events = session.receive_bytes(message, now)
+                    audio_seen = True
+                for event in events:
+                    self._put(event)
+                if session.error is not None:
+                    raise session.error
+                if session.protocol.state is TaskState.FINISHED:
+                    return True
+        finally:
+            if recv is not None:
+                recv.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, Exception):
+                    await recv
+
+
+class SynthesisStream:
+    """One utterance: push text as it comes, iterate audio and word events.
+
+    ``push_text`` takes fragments of any size (LLM tokens); the server
+    segments sentences. ``flush()`` has everything pushed so far synthesized
+    without waiting for more text (it ends the current task; later text goes
+    to a new task whose audio follows). ``finish()`` says no more text comes;
+    iteration ends after the last audio. ``cancel()`` stops at once: after it
+    returns, not one more event is delivered.
+
+    Each task ends with a ``SynthesisComplete`` carrying its metrics; word
+    times are seconds from the start of the stream's audio and character
+    offsets index the stream's text (all pushes concatenated).
+    """
+
+    def __init__(
+        self, synth: AsyncSynthesizer, options: SynthesisOptions, output_rate: int, *, ssml: bool = False
+    ) -> None:
+        self._synth = synth
+        self.options = options
+        self.sample_rate = output_rate
+        self._ssml = ssml
+        self._runs: list[_TaskRun] = []
+        self._current: _TaskRun | None = None
+        self._read_index = 0
+        self._audio_offset = 0.0  # seconds of audio of the runs already delivered
+        self._text_length = 0
+        self._held_space = ""
+        self._finished = False
+        self._cancelled = False
+        self._changed = asyncio.Event()
+        self.metrics: list[TaskMetrics] = []
+        self._new_run()  # connect and start the task now, while text is on its way
+
+    def _new_run(self) -> _TaskRun:
+        run = _TaskRun(self._synth, self.options, self.sample_rate, self._ssml, self._text_length)
+        self._runs.append(run)
+        self._current = run
+        self._changed.set()
+        return run
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [run.session.task_id for run in self._runs if run.session is not None]
+
+    def _check_open(self, what: str) -> None:
+        if self._cancelled:
+            raise TaskCancelledError(f"{what} after cancel()")
+        if self._finished:
+            raise InvalidParameterError(
+                f"{what} after finish(): the stream takes no more text", parameter="text"
+            )
+
+    def push_text(self, text: str) -> None:
+        """Send a fragment of text (any size; split above the per-message limit)."""
+        self._check_open("push_text()")
+        if isinstance(text, str) and not text.strip():
+            check_fragment(text, ssml=self._ssml, characters_sent=0, messages_sent=0)
+            # Whitespace alone is held: a task must not start with nothing to say.
+            self._held_space += text
+            return
+        run = self._current or self._new_run()
+        if self._held_space:
+            text = self._held_space + text
+        run.push(text)
+        self._held_space = ""
+        self._text_length += len(text)
+
+    def flush(self) -> None:
+        """Synthesize everything pushed so far now, without waiting for more text."""
+        self._check_open("flush()")
+        if self._current is not None and self._current.has_text:
+            self._current.finish()
+            self._current = None
+            self._changed.set()
+
+    async def finish(self) -> None:
+        """No more text: the service synthesizes what it holds, then the stream ends."""
+        if self._cancelled or self._finished:
+            return
+        self._finished = True
+        if self._current is not None:
+            self._current.finish()
+            self._current = None
+        self._changed.set()
+
+    async def cancel(self) -> None:
+        """Stop now. After this returns no event of this stream is delivered."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._finished = True
+        for run in self._runs:
+            run.cancel()
+        self._changed.set()
+        await asyncio.gather(*(run.task for run in self._runs), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancel if still running (the stream's async-context exit)."""
+        if not self._finished or self._read_index < len(self._runs):
+            await self.cancel()
+
+    async def __aenter__(self) -> SynthesisStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while True:
+            if self._cancelled:
+                raise StopAsyncIteration
+            if self._read_index >= len(self._runs):
+                if self._finished:
+                    raise StopAsyncIteration
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            run = self._runs[self._read_index]
+            item = await run.queue.get()
+            if self._cancelled:
+                raise StopAsyncIteration
+            if item is None:
+                self._read_index += 1
+                continue
+            if isinstance(item, CosyVoiceError):
+                self._read_index = len(self._runs)
+                self._finished = True
+                await self.cancel_remaining()
+                raise item
+            if isinstance(item, SynthesisComplete):
+                self.metrics.append(item.metrics)
+                self._audio_offset += item.metrics.audio_duration
+                self._read_index += 1
+                return item
+            if isinstance(item, WordTimestamps) and (self._audio_offset or run.text_offset):
+                item = replace(item, words=tuple(self._shift(w, run) for w in item.words))
+            return item
+
+    def _shift(self, word: WordTiming, run: _TaskRun) -> WordTiming:
+        return replace(
+            word,
+            start=word.start + self._audio_offset,
+            end=word.end + self._audio_offset,
+            char_start=None if word.char_start is None else word.char_start + run.text_offset,
+            char_end=None if word.char_end is None else word.char_end + run.text_offset,
+        )
+
+    async def cancel_remaining(self) -> None:
+        for run in self._runs:
+            if not run.task.done():
+                run.cancel()
+        await asyncio.gather(*(run.task for run in self._runs), return_exceptions=True)

@@ -1,0 +1,240 @@
+"""AsyncSynthesizer: the asyncio client, one per voice agent (or per process)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..endpoint import Credentials, TokenProvider, resolve_url
+from ..errors import InvalidParameterError
+from ..events import AudioChunk, StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
+from ..options import SynthesisOptions, service_sample_rate
+from ..session import TaskSession
+from ..text import is_ssml
+from ..timestamps import WordTiming
+from ..voices import DEFAULT_MODEL, DEFAULT_VOICE
+from .connection import Connection, Timeouts
+from .pool import ConnectionPool, PoolStats
+from .stream import SynthesisStream
+
+logger = logging.getLogger("cosyvoice_stream")
+
+
+@dataclass
+class SynthesisResult:
+    """The whole output of one ``synthesize_audio()`` call."""
+
+    audio: bytes
+    sample_rate: int
+    words: list[WordTiming] = field(default_factory=list)
+    metrics: list[TaskMetrics] = field(default_factory=list)
+
+
+class AsyncSynthesizer:
+    """CosyVoice over asyncio: pooled connections, streaming text in, PCM out.
+
+    ``sample_rate`` is the rate you get: 16-bit mono PCM, requested natively
+    when the service supports the rate, else resampled with soxr from the
+    nearest supported rate above. Every other keyword is a seed parameter
+    (see ``SynthesisOptions``) and is validated here, before any connection.
+
+    Credentials: ``api_key`` or ``DASHSCOPE_API_KEY``, or ``token_provider``
+    (a callable returning a key or temporary token, sync or async, called for
+    every new connection). Endpoint: ``url`` or ``DASHSCOPE_WEBSOCKET_BASE_URL``
+    or ``region``/``workspace`` (``DASHSCOPE_API_REGION``/``DASHSCOPE_WORKSPACE_ID``).
+
+    ``prestart``: after each task, and on ``prewarm()``, start the next task
+    on the warm connection so the run-task round trip is off the latency path.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        voice: str = DEFAULT_VOICE,
+        *,
+        sample_rate: int = 24000,
+        format: str = "pcm",
+        api_key: str | None = None,
+        url: str | None = None,
+        region: str | None = None,
+        workspace: str | None = None,
+        token_provider: TokenProvider | None = None,
+        volume: int = 50,
+        speech_rate: float = 1.0,
+        pitch_rate: float = 1.0,
+        bit_rate: int | None = None,
+        word_timestamp_enabled: bool = False,
+        seed: int = 0,
+        language_hints: Sequence[str] | None = None,
+        instruction: str | None = None,
+        enable_aigc_tag: bool = False,
+        aigc_propagator: str | None = None,
+        aigc_propagate_id: str | None = None,
+        additional_params: Mapping[str, Any] | None = None,
+        timeouts: Timeouts | None = None,
+        prestart: bool = True,
+        max_idle_connections: int = 4,
+        keep_warm: int = 1,
+    ) -> None:
+        self.output_rate = sample_rate
+        self.options = SynthesisOptions(
+            model=model,
+            voice=voice,
+            format=format,
+            sample_rate=self._service_rate(format, sample_rate),
+            volume=volume,
+            speech_rate=speech_rate,
+            pitch_rate=pitch_rate,
+            bit_rate=bit_rate,
+            word_timestamp_enabled=word_timestamp_enabled,
+            seed=seed,
+            language_hints=tuple(language_hints) if language_hints is not None else None,
+            instruction=instruction,
+            enable_aigc_tag=enable_aigc_tag,
+            aigc_propagator=aigc_propagator,
+            aigc_propagate_id=aigc_propagate_id,
+            additional_params=dict(additional_params or {}),
+        )
+        self.url = resolve_url(url, region=region, workspace=workspace)
+        self._workspace = workspace
+        self._credentials = Credentials.resolve(api_key, token_provider, self.url)
+        self.timeouts = timeouts or Timeouts()
+        self.prestart = prestart
+        self.pool = ConnectionPool(self._open_connection, max_idle=max_idle_connections, keep_warm=keep_warm)
+        self._closed = False
+
+    @staticmethod
+    def _service_rate(format: str, sample_rate: int) -> int:
+        if format == "pcm":
+            return service_sample_rate(sample_rate)
+        return sample_rate  # encoded formats: the service's rate, validated by SynthesisOptions
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncSynthesizer(model={self.options.model!r}, voice={self.options.voice!r},"
+            f" sample_rate={self.output_rate}, url={self.url!r}, credentials={self._credentials!r})"
+        )
+
+    # -- configuration --------------------------------------------------------
+    def update_options(self, **changes: Any) -> None:
+        """Change parameters for streams created from now on (validated at once)."""
+        if "sample_rate" in changes:
+            self.output_rate = changes["sample_rate"]
+            changes["sample_rate"] = self._service_rate(
+                changes.get("format", self.options.format), self.output_rate
+            )
+        if "language_hints" in changes and changes["language_hints"] is not None:
+            changes["language_hints"] = tuple(changes["language_hints"])
+        self.options = self.options.replace(**changes)
+
+    def _options_for(self, overrides: Mapping[str, Any]) -> tuple[SynthesisOptions, int]:
+        if not overrides:
+            return self.options, self.output_rate
+        changes = dict(overrides)
+        output_rate = changes.pop("sample_rate", self.output_rate)
+        changes["sample_rate"] = self._service_rate(changes.get("format", self.options.format), output_rate)
+        return self.options.replace(**changes), output_rate
+
+    # -- connections ----------------------------------------------------------
+    async def _open_connection(self) -> Connection:
+        return await Connection.open(self.url, self._credentials, self.timeouts, workspace=self._workspace)
+
+    def _new_session(self, options: SynthesisOptions, output_rate: int, *, ssml: bool = False) -> TaskSession:
+        return TaskSession(options, output_rate=output_rate, ssml=ssml)
+
+    async def _recycle(self, conn: Connection) -> None:
+        """A task finished cleanly on ``conn``: prime the next one there, then pool it."""
+        if self.prestart and not self._closed and conn.usable:
+            try:
+                await self._prime(conn)
+            except Exception:  # priming is an optimisation; a broken connection is dropped
+                self.pool.discard(conn)
+                return
+        self.pool.release(conn)
+
+    async def _prime(self, conn: Connection) -> None:
+        session = self._new_session(self.options, self.output_rate)
+        session.start()
+        for message in session.data_to_send():
+            await asyncio.wait_for(conn.ws.send(message), self.timeouts.connect)
+        conn.primed = session
+
+    async def prewarm(self, connections: int = 1) -> None:
+        """Open ``connections`` warm connections now (primed with a started task
+        when ``prestart``), so the first utterance pays no connection set-up."""
+        self._check_open()
+        await self.pool.prewarm(connections)
+        if self.prestart:
+            for conn in list(self.pool._idle):
+                if conn.primed is None and conn.usable:
+                    await self._prime(conn)
+                    conn.primed_at = time.monotonic()
+
+    @property
+    def pool_stats(self) -> PoolStats:
+        return self.pool.stats
+
+    # -- synthesis ------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidParameterError(
+                "the synthesizer is closed; create a new one", parameter="synthesizer"
+            )
+
+    def stream(self, **overrides: Any) -> SynthesisStream:
+        """A new utterance with streaming text input. Keyword overrides apply to it alone."""
+        self._check_open()
+        options, output_rate = self._options_for(overrides)
+        return SynthesisStream(self, options, output_rate)
+
+    async def synthesize(self, text: str, **overrides: Any) -> AsyncIterator[StreamEvent]:
+        """Synthesize a whole text; yields audio, word and completion events.
+
+        SSML documents (``<speak>...``) are accepted here, and only here: they
+        go as one message with ``enable_ssml`` (at most 2,000 characters).
+        """
+        self._check_open()
+        options, output_rate = self._options_for(overrides)
+        stream = SynthesisStream(self, options, output_rate, ssml=isinstance(text, str) and is_ssml(text))
+        try:
+            stream.push_text(text)
+            if isinstance(text, str) and not text.strip():
+                raise InvalidParameterError("text is empty or whitespace only", parameter="text")
+            await stream.finish()
+            async for event in stream:
+                yield event
+        finally:
+            await stream.aclose()
+
+    async def synthesize_audio(self, text: str, **overrides: Any) -> SynthesisResult:
+        """Synthesize a whole text and return all of its audio and word timings."""
+        chunks: list[bytes] = []
+        result = SynthesisResult(b"", self._options_for(overrides)[1])
+        async for event in self.synthesize(text, **overrides):
+            if isinstance(event, AudioChunk):
+                chunks.append(event.audio)
+            elif isinstance(event, WordTimestamps):
+                result.words.extend(event.words)
+            elif isinstance(event, SynthesisComplete):
+                result.metrics.append(event.metrics)
+        result.audio = b"".join(chunks)
+        return result
+
+    async def aclose(self) -> None:
+        """Close every connection. Streams still running are cut off."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.pool.aclose()
+
+    async def __aenter__(self) -> AsyncSynthesizer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self.aclose()
