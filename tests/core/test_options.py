@@ -39,7 +39,7 @@ def test_bad_parameters_name_parameter_value_and_range(changes: dict, needle: st
 
 
 def test_voice_of_another_generation_is_refused_before_any_request() -> None:
-    with pytest.raises(VoiceModelMismatchError, match="longxiaochun_v2.*cosyvoice-v2.*418"):
+    with pytest.raises(VoiceModelMismatchError, match=r"longxiaochun_v2.*cosyvoice-v2.*418"):
         SynthesisOptions(model="cosyvoice-v3-flash", voice="longxiaochun_v2")
     with pytest.raises(VoiceModelMismatchError):
         SynthesisOptions(model="cosyvoice-v2", voice="cosyvoice-v3-flash-mine-abc")
@@ -61,7 +61,9 @@ def test_audio_format_members_match_the_sdk() -> None:
     assert AudioFormat.PCM_22050HZ_MONO_16BIT.sample_rate == 22050
 
 
-@pytest.mark.parametrize(("requested", "service"), [(16000, 16000), (24000, 24000), (32000, 44100), (11025, 16000), (96000, 48000)])
+@pytest.mark.parametrize(
+    ("requested", "service"), [(16000, 16000), (24000, 24000), (32000, 44100), (11025, 16000), (96000, 48000)]
+)
 def test_service_rate_native_or_nearest_above(requested: int, service: int) -> None:
     assert service_sample_rate(requested) == service
 

@@ -43,10 +43,22 @@ def started(options: SynthesisOptions | None = None, **kwargs: object) -> TaskPr
 
 def test_run_task_carries_every_parameter_with_wire_names() -> None:
     options = SynthesisOptions(
-        model="cosyvoice-v3-plus", voice="longanyang", format="opus", sample_rate=48000, volume=70,
-        speech_rate=1.5, pitch_rate=0.8, bit_rate=64, word_timestamp_enabled=True, seed=42,
-        language_hints=["en"], instruction="Speak cheerfully.", enable_aigc_tag=True,
-        aigc_propagator="me", aigc_propagate_id="p1", additional_params={"volume": 60, "extra": 1},
+        model="cosyvoice-v3-plus",
+        voice="longanyang",
+        format="opus",
+        sample_rate=48000,
+        volume=70,
+        speech_rate=1.5,
+        pitch_rate=0.8,
+        bit_rate=64,
+        word_timestamp_enabled=True,
+        seed=42,
+        language_hints=["en"],
+        instruction="Speak cheerfully.",
+        enable_aigc_tag=True,
+        aigc_propagator="me",
+        aigc_propagate_id="p1",
+        additional_params={"volume": 60, "extra": 1},
     )
     proto = TaskProtocol(options)
     proto.start()
@@ -59,10 +71,22 @@ def test_run_task_carries_every_parameter_with_wire_names() -> None:
     assert payload["task_group"] == "audio" and payload["task"] == "tts"
     assert payload["function"] == "SpeechSynthesizer"
     assert payload["parameters"] == {
-        "text_type": "PlainText", "voice": "longanyang", "format": "opus", "sample_rate": 48000,
-        "volume": 60, "rate": 1.5, "pitch": 0.8, "seed": 42, "bit_rate": 64,
-        "word_timestamp_enabled": True, "language_hints": ["en"], "instruction": "Speak cheerfully.",
-        "enable_aigc_tag": True, "aigc_propagator": "me", "aigc_propagate_id": "p1", "extra": 1,
+        "text_type": "PlainText",
+        "voice": "longanyang",
+        "format": "opus",
+        "sample_rate": 48000,
+        "volume": 60,
+        "rate": 1.5,
+        "pitch": 0.8,
+        "seed": 42,
+        "bit_rate": 64,
+        "word_timestamp_enabled": True,
+        "language_hints": ["en"],
+        "instruction": "Speak cheerfully.",
+        "enable_aigc_tag": True,
+        "aigc_propagator": "me",
+        "aigc_propagate_id": "p1",
+        "extra": 1,
     }
 
 
@@ -110,15 +134,44 @@ def test_full_task_sentence_end_dialect() -> None:
     proto = started()
     t = proto.task_id
     words = [{"text": "Hi", "begin_index": 0, "end_index": 2, "begin_time": 80, "end_time": 200}]
-    out = proto.receive_text(event(t, "result-generated", {"output": {"type": "sentence-begin", "sentence": {"index": 0, "words": []}, "original_text": "Hi."}}))
+    out = proto.receive_text(
+        event(
+            t,
+            "result-generated",
+            {
+                "output": {
+                    "type": "sentence-begin",
+                    "sentence": {"index": 0, "words": []},
+                    "original_text": "Hi.",
+                }
+            },
+        )
+    )
     assert out == [SentenceBegin(0, "Hi.")]
-    proto.receive_text(event(t, "result-generated", {"output": {"type": "sentence-synthesis", "sentence": {"index": 0}}}))
+    proto.receive_text(
+        event(t, "result-generated", {"output": {"type": "sentence-synthesis", "sentence": {"index": 0}}})
+    )
     assert proto.receive_bytes(b"\x01\x02") == [AudioReceived(b"\x01\x02")]
-    out = proto.receive_text(event(t, "result-generated", {"output": {"type": "sentence-end", "sentence": {"index": 0, "words": words}, "original_text": "Hi."}, "usage": {"characters": 3}}))
+    out = proto.receive_text(
+        event(
+            t,
+            "result-generated",
+            {
+                "output": {
+                    "type": "sentence-end",
+                    "sentence": {"index": 0, "words": words},
+                    "original_text": "Hi.",
+                },
+                "usage": {"characters": 3},
+            },
+        )
+    )
     assert isinstance(out[0], WordsReceived) and out[0].words[0].begin_time == 80
     assert out[1] == SentenceEnd(0, "Hi.")
     assert out[2] == UsageUpdated(3)
-    out = proto.receive_text(event(t, "task-finished", {"usage": {"characters": 3}}, attributes={"request_uuid": "r-1"}))
+    out = proto.receive_text(
+        event(t, "task-finished", {"usage": {"characters": 3}}, attributes={"request_uuid": "r-1"})
+    )
     assert out == [TaskFinished(t, "r-1", 3)]
     assert proto.state is TaskState.FINISHED
 
@@ -126,12 +179,50 @@ def test_full_task_sentence_end_dialect() -> None:
 def test_task_finished_dialect_and_legacy_events() -> None:
     proto = started()
     t = proto.task_id
-    legacy = proto.receive_text(event(t, "result-generated", {"output": {"sentence": {"words": [{"text": "a", "begin_time": 0, "end_time": 10}]}}}))
+    legacy = proto.receive_text(
+        event(
+            t,
+            "result-generated",
+            {"output": {"sentence": {"words": [{"text": "a", "begin_time": 0, "end_time": 10}]}}},
+        )
+    )
     assert isinstance(legacy[0], WordsReceived) and legacy[0].index == 0
-    out = proto.receive_text(event(t, "task-finished", {"output": {"sentences": [
-        {"index": 0, "words": [{"text": "a", "begin_index": 0, "end_index": 1, "begin_time": 0, "end_time": 10}]},
-        {"index": 1, "words": [{"text": "b", "begin_index": 0, "end_index": 1, "begin_time": 0, "end_time": 10}]},
-    ]}}))
+    out = proto.receive_text(
+        event(
+            t,
+            "task-finished",
+            {
+                "output": {
+                    "sentences": [
+                        {
+                            "index": 0,
+                            "words": [
+                                {
+                                    "text": "a",
+                                    "begin_index": 0,
+                                    "end_index": 1,
+                                    "begin_time": 0,
+                                    "end_time": 10,
+                                }
+                            ],
+                        },
+                        {
+                            "index": 1,
+                            "words": [
+                                {
+                                    "text": "b",
+                                    "begin_index": 0,
+                                    "end_index": 1,
+                                    "begin_time": 0,
+                                    "end_time": 10,
+                                }
+                            ],
+                        },
+                    ]
+                }
+            },
+        )
+    )
     assert [e.index for e in out if isinstance(e, WordsReceived)] == [0, 1]
     assert isinstance(out[-1], TaskFinished)
 
@@ -186,13 +277,20 @@ def test_task_failed_maps_onto_the_hierarchy(code: str, message: str, cls: type,
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
-@given(st.one_of(st.text(max_size=200), json_values.map(json.dumps),
-                 st.dictionaries(st.sampled_from(["header", "payload"]), json_values).map(json.dumps)))
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        json_values.map(json.dumps),
+        st.dictionaries(st.sampled_from(["header", "payload"]), json_values).map(json.dumps),
+    )
+)
 def test_parser_never_raises_on_arbitrary_input(data: str) -> None:
     proto = started()
     for item in proto.receive_text(data):

@@ -34,9 +34,7 @@ def test_ssml_tags_not_counted_but_entities_are_text() -> None:
     assert billable_characters("a <b> c") == 7
 
 
-texts = st.text(
-    alphabet=st.sampled_from(list("ab c.,!?。，你好\n😀 ")) | st.characters(), max_size=600
-)
+texts = st.text(alphabet=st.sampled_from(list("ab c.,!?。，你好\n😀 ")) | st.characters(), max_size=600)
 
 
 @given(texts, st.integers(min_value=2, max_value=120))

@@ -17,6 +17,7 @@ from websockets.protocol import State
 from ..endpoint import Credentials, is_loopback
 from ..errors import ClientTimeoutError, ConnectionLostError, CosyVoiceError
 from ..protocol import error_from_handshake, handshake_headers
+from ..redact import protocol_logger
 from ..version import __version__
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class Connection:
                     ping_timeout=20,
                     close_timeout=timeouts.close,
                     proxy=None if is_loopback(host) else True,
+                    logger=protocol_logger(),
                 ),
                 timeout=timeouts.connect,
             )

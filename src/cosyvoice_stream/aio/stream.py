@@ -57,7 +57,7 @@ class _TaskRun:
         self._send_wake = asyncio.Event()
         self._state_changed = asyncio.Event()
         self.requested_at = time.monotonic()
-        self.task = asyncio.ensure_future(self._run())
+        self.task = synth._spawn(self._run())
 
     @property
     def abandoned(self) -> bool:
@@ -74,6 +74,8 @@ class _TaskRun:
         self.has_text = True
         now = time.monotonic()
         if self.session is not None:
+            if self.session.error is not None:
+                raise self.session.error
             self.session.send_text(text, now)
             self._send_wake.set()
         else:
@@ -114,7 +116,8 @@ class _TaskRun:
                 self.conn = None
 
     async def _run_task(self) -> None:
-        self.conn, reused = await self.synth.pool.acquire(self.options)
+        # A primed connection holds a started plain-text task: SSML needs its own run-task.
+        self.conn, reused = await self.synth.pool.acquire(None if self.ssml else self.options)
         conn = self.conn
         conn.tasks_run += 1
         if conn.primed is not None:
@@ -142,7 +145,11 @@ class _TaskRun:
                 await writer
         self.conn = None
         if finished:
-            await self.synth._recycle(conn)
+            try:
+                await self.synth._recycle(conn)
+            except BaseException:
+                self.synth.pool.discard(conn)
+                raise
         else:
             conn.primed = session  # nothing was said: keep the started task warm
             self.synth.pool.release(conn)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +14,9 @@ from ..endpoint import Credentials, TokenProvider, resolve_url
 from ..errors import InvalidParameterError
 from ..events import AudioChunk, StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from ..options import SynthesisOptions, service_sample_rate
+from ..protocol import check_fragment
 from ..session import TaskSession
-from ..text import is_ssml
+from ..text import check_text, is_ssml
 from ..timestamps import WordTiming
 from ..voices import DEFAULT_MODEL, DEFAULT_VOICE
 from .connection import Connection, Timeouts
@@ -107,6 +108,14 @@ class AsyncSynthesizer:
         self.prestart = prestart
         self.pool = ConnectionPool(self._open_connection, max_idle=max_idle_connections, keep_warm=keep_warm)
         self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a stream's task, tracked so ``aclose()`` can end it."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     @staticmethod
     def _service_rate(format: str, sample_rate: int) -> int:
@@ -199,12 +208,15 @@ class AsyncSynthesizer:
         go as one message with ``enable_ssml`` (at most 2,000 characters).
         """
         self._check_open()
+        check_text(text)
+        if not text.strip():
+            raise InvalidParameterError("text is empty or whitespace only", parameter="text")
+        ssml = is_ssml(text)
+        check_fragment(text, ssml=ssml, characters_sent=0, messages_sent=0)
         options, output_rate = self._options_for(overrides)
-        stream = SynthesisStream(self, options, output_rate, ssml=isinstance(text, str) and is_ssml(text))
+        stream = SynthesisStream(self, options, output_rate, ssml=ssml)
         try:
             stream.push_text(text)
-            if isinstance(text, str) and not text.strip():
-                raise InvalidParameterError("text is empty or whitespace only", parameter="text")
             await stream.finish()
             async for event in stream:
                 yield event
@@ -230,6 +242,9 @@ class AsyncSynthesizer:
         if self._closed:
             return
         self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pool.aclose()
 
     async def __aenter__(self) -> AsyncSynthesizer:

@@ -1,0 +1,184 @@
+"""The ``cosyvoice-stream`` command: serve, speak, voices, adapters."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from . import __version__
+from .audio import wav_bytes
+from .errors import CosyVoiceError
+from .events import AudioChunk, SynthesisComplete
+from .options import FORMATS
+from .text import billable_characters, split_text
+from .voices import DEFAULT_MODEL, DEFAULT_VOICE, MODELS, VOICES
+
+#: Billable characters per task when a long text is split (well under the 200,000 limit).
+SPEAK_TASK_CHARACTERS = 2_000
+
+
+@contextlib.asynccontextmanager
+async def service_url(url: str | None, engine: str = "espeak") -> AsyncIterator[str | None]:
+    """The cloud (None: the default endpoint) when a key is set or a URL given, else an embedded server."""
+    if url or os.environ.get("DASHSCOPE_API_KEY") or os.environ.get("DASHSCOPE_WEBSOCKET_BASE_URL"):
+        yield url
+        return
+    from .server import EmbeddedServer, ServerConfig
+
+    async with EmbeddedServer(ServerConfig(engine=engine)) as server:  # type: ignore[arg-type]
+        yield server.url
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    print(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} parts",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def _speak(args: argparse.Namespace) -> int:
+    from .aio import AsyncSynthesizer
+
+    text = await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8") if args.file else args.text
+    if not text or not text.strip():
+        print("error: nothing to say (give TEXT or -f FILE with text)", file=sys.stderr)
+        return 2
+    parts = split_text(text, SPEAK_TASK_CHARACTERS)
+    async with service_url(args.url, args.engine) as url:
+        synth = AsyncSynthesizer(
+            model=args.model,
+            voice=args.voice,
+            format=args.format,
+            sample_rate=args.sample_rate,
+            url=url,
+            speech_rate=args.speech_rate,
+            pitch_rate=args.pitch_rate,
+            volume=args.volume,
+            language_hints=[args.language] if args.language else None,
+        )
+        audio: list[bytes] = []
+        first_audio: float | None = None
+        billed = 0
+        started = time.monotonic()
+        async with synth:
+            for i, part in enumerate(parts):
+                if len(parts) > 1:
+                    _progress(i, len(parts))
+                async for event in synth.synthesize(part):
+                    if isinstance(event, AudioChunk):
+                        if first_audio is None:
+                            first_audio = time.monotonic() - started
+                        audio.append(event.audio)
+                    elif isinstance(event, SynthesisComplete):
+                        billed += event.metrics.billable_characters
+            if len(parts) > 1:
+                _progress(len(parts), len(parts))
+                print(file=sys.stderr)
+    data = b"".join(audio)
+    out = Path(args.output)
+    await asyncio.to_thread(
+        out.write_bytes, wav_bytes(data, args.sample_rate) if args.format == "pcm" else data
+    )
+    where = "embedded server" if url and url.startswith("ws://127.") else "cloud"
+    latency = f"{first_audio * 1000:.0f} ms" if first_audio is not None else "n/a"
+    print(f"wrote {out} ({len(data)} bytes) via {where}")
+    print(
+        f"first audio latency: {latency}; billed characters: {billed} (estimate {billable_characters(text)})"
+    )
+    return 0
+
+
+def _voices(args: argparse.Namespace) -> int:
+    print(
+        f"{'voice':<18} {'model generation':<17} {'languages':<10} {'ssml':<5} {'timestamps':<10} description"
+    )
+    for voice in VOICES:
+        if args.model and f"cosyvoice-{voice.generation}" not in args.model:
+            continue
+        print(
+            f"{voice.id:<18} cosyvoice-{voice.generation:<7} {','.join(voice.languages):<10}"
+            f" {'yes' if voice.ssml else 'no':<5} {'yes' if voice.word_timestamps else 'no':<10} {voice.description}"
+        )
+    return 0
+
+
+def _adapters(_: argparse.Namespace) -> int:
+    from .adapters import list_adapters
+
+    for info in list_adapters():
+        state = "available" if info.available else f"unavailable: {info.install_hint}"
+        print(f"{info.name:<10} {info.target:<45} {state}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cosyvoice-stream", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the embedded DashScope-compatible server")
+    from .server.cli import add_serve_arguments
+
+    add_serve_arguments(serve)
+
+    speak = commands.add_parser(
+        "speak", help="synthesize text to a file (cloud with DASHSCOPE_API_KEY, else local)"
+    )
+    speak.add_argument("text", nargs="?", help="the text to say")
+    speak.add_argument("-f", "--file", help="read the text from this UTF-8 file")
+    speak.add_argument("-o", "--output", default="out.wav", help="output file (WAV for pcm)")
+    speak.add_argument("--model", default=DEFAULT_MODEL, choices=None, help=f"one of {', '.join(MODELS)}")
+    speak.add_argument("--voice", default=DEFAULT_VOICE)
+    speak.add_argument("--format", default="pcm", choices=FORMATS)
+    speak.add_argument("--sample-rate", type=int, default=24000)
+    speak.add_argument("--speech-rate", type=float, default=1.0)
+    speak.add_argument("--pitch-rate", type=float, default=1.0)
+    speak.add_argument("--volume", type=int, default=50)
+    speak.add_argument("--language", help="language hint: zh, en, fr, de, ja, ko, ru")
+    speak.add_argument("--url", help="service URL (default: cloud with a key, else an embedded server)")
+    speak.add_argument(
+        "--engine", default="espeak", choices=("espeak", "tone"), help="embedded server engine"
+    )
+
+    voices = commands.add_parser("voices", help="list the known voices")
+    voices.add_argument("--model", help="only voices for this model")
+
+    commands.add_parser("adapters", help="list the framework adapters and whether they are installed")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from .server.cli import serve_from_args
+
+            serve_from_args(args)
+            return 0
+        if args.command == "speak":
+            if args.text and args.file:
+                print("error: give TEXT or -f FILE, not both", file=sys.stderr)
+                return 2
+            return asyncio.run(_speak(args))
+        if args.command == "voices":
+            return _voices(args)
+        return _adapters(args)
+    except CosyVoiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
