@@ -150,6 +150,29 @@ async def test_cancel_stops_delivery_at_once_and_next_utterance_is_clean() -> No
         assert server.tasks[0].audio_bytes_sent < 12 * 250 * 48  # the first task never finished sending
 
 
+async def test_cancel_from_another_task_ends_a_blocked_iteration() -> None:
+    config = ServerConfig(engine="tone", rtf=1.0, chunk_ms=40)
+    async with EmbeddedServer(config) as server, AsyncSynthesizer(url=server.url) as synth:
+        stream = synth.stream()
+        stream.push_text("A sentence that is still being typed")  # no end: the server waits for more
+        received: list[bytes] = []
+
+        async def consume() -> None:
+            async for event in stream:
+                received.append(event.audio)
+
+        consumer = asyncio.ensure_future(consume())
+        await asyncio.wait_for(_until(lambda: bool(server.tasks and server.tasks[0].texts)), 5)
+        await asyncio.wait_for(stream.cancel(), 2)
+        await asyncio.wait_for(consumer, 2)  # would hang if the blocked reader were not woken
+        assert received == []
+
+
+async def _until(predicate) -> None:
+    while not predicate():
+        await asyncio.sleep(0.01)
+
+
 async def test_flush_ends_a_task_and_the_next_follows_in_order(server) -> None:
     async with synth_for(server) as synth:
         stream = synth.stream()

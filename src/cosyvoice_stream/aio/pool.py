@@ -59,6 +59,7 @@ class ConnectionPool:
         self._background: set[asyncio.Task[None]] = set()
         self._maintainer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
         self._last_used = time.monotonic()
         self._closed = False
         self._opening = 0
@@ -131,6 +132,8 @@ class ConnectionPool:
             return
         self._idle.append(conn)
         self._wake.set()
+        self._changed.set()
+        self._ensure_maintainer()
 
     def discard(self, conn: Connection) -> None:
         """Close ``conn`` in the background; the caller does not wait for it."""
@@ -138,10 +141,15 @@ class ConnectionPool:
         with contextlib.suppress(ValueError):
             self._idle.remove(conn)
         self._discarded += 1
+        self._changed.set()
         conn.abort() if not conn.open_ else self._spawn(conn.close())
 
-    async def prewarm(self, count: int = 1) -> None:
-        """Open connections until ``count`` are idle (errors propagate)."""
+    async def prewarm(self, count: int = 1, prepare: Callable[[Connection], Awaitable[None]] | None = None) -> None:
+        """Open connections until ``count`` are idle (errors propagate).
+
+        ``prepare`` runs on each new connection before it joins the pool (the
+        synthesizer primes it with a started task).
+        """
         self._check_open()
         self._last_used = time.monotonic()
         self._ensure_maintainer()
@@ -151,7 +159,27 @@ class ConnectionPool:
             return
         conns = await asyncio.gather(*(self._open() for _ in range(missing)))
         for conn in conns:
+            if prepare is not None:
+                try:
+                    await prepare(conn)
+                except BaseException:
+                    self.discard(conn)
+                    raise
             self.release(conn)
+
+    async def wait_until(self, predicate: Callable[[ConnectionPool], bool], timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until ``predicate(pool)`` holds; checked on every change."""
+
+        async def check() -> None:
+            while not predicate(self):
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(check(), timeout)
+
+    @property
+    def idle(self) -> tuple[Connection, ...]:
+        return tuple(self._idle)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -91,6 +91,7 @@ class _TaskRun:
         self.cancelled = True
         while not self.queue.empty():
             self.queue.get_nowait()
+        self.queue.put_nowait(None)  # wakes a reader blocked on this queue; it sees the cancel
         if self.conn is not None:
             self.conn.abort()
             self.synth.pool.discard(self.conn)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,12 +176,7 @@ class AsyncSynthesizer:
         """Open ``connections`` warm connections now (primed with a started task
         when ``prestart``), so the first utterance pays no connection set-up."""
         self._check_open()
-        await self.pool.prewarm(connections)
-        if self.prestart:
-            for conn in list(self.pool._idle):
-                if conn.primed is None and conn.usable:
-                    await self._prime(conn)
-                    conn.primed_at = time.monotonic()
+        await self.pool.prewarm(connections, prepare=self._prime if self.prestart else None)
 
     @property
     def pool_stats(self) -> PoolStats:
