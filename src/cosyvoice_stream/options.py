@@ -238,6 +238,37 @@ class SynthesisOptions:
         return cls(format=audio_format.wire_format, sample_rate=audio_format.wire_sample_rate, **kwargs)
 
 
+_LANGUAGE_ALIASES = {
+    "cmn": "zh",
+    "yue": "zh",
+    "zho": "zh",
+    "chi": "zh",
+    "eng": "en",
+    "fra": "fr",
+    "fre": "fr",
+    "deu": "de",
+    "ger": "de",
+    "jpn": "ja",
+    "kor": "ko",
+    "rus": "ru",
+}
+
+
+def language_hint(language: str) -> str:
+    """The CosyVoice ``language_hints`` value for a BCP-47 tag or language name.
+
+    ``"en-US"`` -> ``"en"``, ``"zh-Hans-CN"`` -> ``"zh"``, ``"cmn"`` -> ``"zh"``.
+    Raises ``InvalidParameterError`` for languages the service has no hint for.
+    """
+    if not isinstance(language, str) or not language.strip():
+        raise _fail("language", language, f"a language tag of one of {', '.join(LANGUAGES)}")
+    primary = language.strip().replace("_", "-").split("-")[0].lower()
+    primary = _LANGUAGE_ALIASES.get(primary, primary)
+    if primary not in LANGUAGES:
+        raise _fail("language", language, f"a language tag of one of {', '.join(LANGUAGES)}")
+    return primary
+
+
 def service_sample_rate(requested: int) -> int:
     """The rate to ask the service for, to deliver ``requested`` Hz.
 

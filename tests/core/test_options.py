@@ -1,7 +1,7 @@
 import pytest
 
 from cosyvoice_stream.errors import InstructionError, InvalidParameterError, VoiceModelMismatchError
-from cosyvoice_stream.options import AudioFormat, SynthesisOptions, service_sample_rate
+from cosyvoice_stream.options import AudioFormat, SynthesisOptions, language_hint, service_sample_rate
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,17 @@ def test_service_rate_native_or_nearest_above(requested: int, service: int) -> N
 def test_replace_validates() -> None:
     with pytest.raises(InvalidParameterError, match="volume"):
         SynthesisOptions().replace(volume=-5)
+
+
+@pytest.mark.parametrize(
+    ("tag", "hint"),
+    [("en-US", "en"), ("zh-Hans-CN", "zh"), ("cmn", "zh"), ("JA", "ja"), ("ko_KR", "ko"), ("ru", "ru")],
+)
+def test_language_tags_map_to_hints(tag: str, hint: str) -> None:
+    assert language_hint(tag) == hint
+
+
+@pytest.mark.parametrize("tag", ["xx", "", "es-ES", None])
+def test_unknown_languages_refused(tag: object) -> None:
+    with pytest.raises(InvalidParameterError, match="language"):
+        language_hint(tag)  # type: ignore[arg-type]
