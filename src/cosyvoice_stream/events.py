@@ -14,7 +14,9 @@ class TaskMetrics:
     ``time_to_first_audio``: from the first text handed to the stream to the
     first audio byte. ``first_package_delay``: the SDK's figure, from the
     moment the task was requested (connection set-up included) to the first
-    audio byte. ``billable_characters``: the server's usage when it reported
+    audio byte. ``acquire_time``: how long the task waited for its connection
+    (0 for a warm one; credentials and handshake for a new one);
+    ``connect_time``: the handshake alone. ``billable_characters``: the server's usage when it reported
     one, else the offline estimate by the seed's counting rule.
     """
 
@@ -25,6 +27,7 @@ class TaskMetrics:
     time_to_first_audio: float | None = None
     first_package_delay: float | None = None
     connect_time: float | None = None
+    acquire_time: float | None = None
     connection_reused: bool = False
     task_start_time: float | None = None
     audio_duration: float = 0.0

@@ -90,10 +90,19 @@ class TaskSession:
             resampled=bool(self._converter and self._converter.resampling),
         )
 
-    def start_metrics(self, *, requested_at: float, connect_time: float | None, reused: bool) -> None:
+    def start_metrics(
+        self,
+        *,
+        requested_at: float,
+        connect_time: float | None,
+        reused: bool,
+        acquire_time: float | None = None,
+    ) -> None:
         """Record when the task was asked for and how its connection was obtained."""
         self._requested_at = requested_at
-        self.metrics = replace(self.metrics, connect_time=connect_time, connection_reused=reused)
+        self.metrics = replace(
+            self.metrics, connect_time=connect_time, connection_reused=reused, acquire_time=acquire_time
+        )
 
     def start(self) -> None:
         """Queue run-task."""

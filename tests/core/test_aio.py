@@ -144,9 +144,11 @@ async def test_cancel_stops_delivery_at_once_and_next_utterance_is_clean() -> No
         second = synth.stream()
         second.push_text("Next.")
         await second.finish()
-        audio, _, _ = await collect(second)
-        first_tag, second_tag = server.tasks[0].tag, server.tasks[-1].tag
+        audio, _, done = await collect(second)
+        by_id = {t.task_id: t for t in server.tasks}
+        first_tag, second_tag = server.tasks[0].tag, by_id[done[0].task_id].tag
         assert tags_of(audio) == {second_tag} and first_tag != second_tag
+        assert done[0].connection_reused  # a primed spare took over: no handshake, no run-task wait
         assert server.tasks[0].audio_bytes_sent < 12 * 250 * 48  # the first task never finished sending
 
 

@@ -34,6 +34,9 @@ class ConnectionPool:
       after this many seconds, before the server's 23 s text timeout.
     * ``keep_warm``/``keep_warm_for``: how many idle connections to keep, and
       for how long after the last use.
+    * ``prepare``: runs on every connection the pool opens ahead of need
+      (prewarm, spares) before it joins the idle set; the synthesizer uses it
+      to prime them with a started task.
     A connection is only ever returned here after its task finished cleanly;
     a cancelled or failed task's connection is closed, never reused.
     """
@@ -47,8 +50,10 @@ class ConnectionPool:
         primed_ttl: float = 18.0,
         keep_warm: int = 1,
         keep_warm_for: float = 300.0,
+        prepare: Callable[[Connection], Awaitable[None]] | None = None,
     ) -> None:
         self._opener = opener
+        self._prepare = prepare
         self.max_idle = max_idle
         self.idle_ttl = idle_ttl
         self.primed_ttl = primed_ttl
@@ -82,14 +87,16 @@ class ConnectionPool:
         self._ensure_maintainer()
         self._prune()
         chosen = None
+        # Most recently pooled first: spares age out and get replaced, busy ones stay hot.
+        newest_first = self._idle[::-1]
         if options is not None:
             chosen = next(
-                (c for c in self._idle if c.primed is not None and c.primed.options == options), None
+                (c for c in newest_first if c.primed is not None and c.primed.options == options), None
             )
         if chosen is None:
-            chosen = next((c for c in self._idle if c.primed is None), None)
-        if chosen is None and self._idle:
-            chosen = self._idle[0]
+            chosen = next((c for c in newest_first if c.primed is None), None)
+        if chosen is None and newest_first:
+            chosen = newest_first[0]
         if chosen is not None:
             self._idle.remove(chosen)
             if chosen.primed is not None and (options is None or chosen.primed.options != options):
@@ -110,11 +117,7 @@ class ConnectionPool:
         return conn, False
 
     async def _open(self) -> Connection:
-        self._opening += 1
-        try:
-            conn = await self._opener()
-        finally:
-            self._opening -= 1
+        conn = await self._opener()
         self._opened += 1
         if self._closed:
             await conn.close()
@@ -144,12 +147,8 @@ class ConnectionPool:
         self._changed.set()
         conn.abort() if not conn.open_ else self._spawn(conn.close())
 
-    async def prewarm(self, count: int = 1, prepare: Callable[[Connection], Awaitable[None]] | None = None) -> None:
-        """Open connections until ``count`` are idle (errors propagate).
-
-        ``prepare`` runs on each new connection before it joins the pool (the
-        synthesizer primes it with a started task).
-        """
+    async def prewarm(self, count: int = 1) -> None:
+        """Open (and prepare) connections until ``count`` are idle; errors propagate."""
         self._check_open()
         self._last_used = time.monotonic()
         self._ensure_maintainer()
@@ -157,15 +156,26 @@ class ConnectionPool:
         missing = count - len(self._idle) - self._opening
         if missing <= 0:
             return
-        conns = await asyncio.gather(*(self._open() for _ in range(missing)))
-        for conn in conns:
-            if prepare is not None:
+        self._opening += missing
+        await asyncio.gather(*(self._open_ready() for _ in range(missing)))
+
+    async def _open_ready(self) -> None:
+        """Open and prepare a connection ahead of need, then pool it.
+
+        The caller has counted it in ``_opening`` already (synchronously, so the
+        maintainer never opens a second one for the same gap).
+        """
+        try:
+            conn = await self._open()
+            if self._prepare is not None:
                 try:
-                    await prepare(conn)
+                    await self._prepare(conn)
                 except BaseException:
                     self.discard(conn)
                     raise
-            self.release(conn)
+        finally:
+            self._opening -= 1
+        self.release(conn)
 
     async def wait_until(self, predicate: Callable[[ConnectionPool], bool], timeout: float) -> None:
         """Wait (at most ``timeout`` s) until ``predicate(pool)`` holds; checked on every change."""
@@ -231,6 +241,7 @@ class ConnectionPool:
             wanted = self.keep_warm if now - self._last_used < self.keep_warm_for else 0
             missing = wanted - len(self._idle) - self._opening
             for _ in range(max(0, missing)):
+                self._opening += 1
                 self._spawn(self._open_spare())
             deadlines = [
                 (c.primed_at + self.primed_ttl) if c.primed is not None else (c.idle_since + self.idle_ttl)
@@ -248,7 +259,6 @@ class ConnectionPool:
 
     async def _open_spare(self) -> None:
         try:
-            conn = await self._open()
+            await self._open_ready()
         except Exception:  # a spare is best effort; the next acquire reports errors
             return
-        self.release(conn)

@@ -119,18 +119,22 @@ class _TaskRun:
     async def _run_task(self) -> None:
         # A primed connection holds a started plain-text task: SSML needs its own run-task.
         self.conn, reused = await self.synth.pool.acquire(None if self.ssml else self.options)
+        acquire_time = time.monotonic() - self.requested_at
         conn = self.conn
         conn.tasks_run += 1
         if conn.primed is not None:
             session, conn.primed = conn.primed, None
             session.set_output_rate(self.output_rate)
-            session.start_metrics(requested_at=self.requested_at, connect_time=0.0, reused=True)
+            session.start_metrics(
+                requested_at=self.requested_at, connect_time=0.0, reused=True, acquire_time=acquire_time
+            )
         else:
             session = self.synth._new_session(self.options, self.output_rate, ssml=self.ssml)
             session.start_metrics(
                 requested_at=self.requested_at,
                 connect_time=None if reused else conn.connect_time,
                 reused=reused,
+                acquire_time=acquire_time,
             )
             session.start()
         self.session = session

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +105,12 @@ class AsyncSynthesizer:
         self._credentials = Credentials.resolve(api_key, token_provider, self.url)
         self.timeouts = timeouts or Timeouts()
         self.prestart = prestart
-        self.pool = ConnectionPool(self._open_connection, max_idle=max_idle_connections, keep_warm=keep_warm)
+        self.pool = ConnectionPool(
+            self._open_connection,
+            max_idle=max_idle_connections,
+            keep_warm=keep_warm,
+            prepare=self._prepare_connection,
+        )
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -140,13 +145,21 @@ class AsyncSynthesizer:
             changes["language_hints"] = tuple(changes["language_hints"])
         self.options = self.options.replace(**changes)
 
-    def _options_for(self, overrides: Mapping[str, Any]) -> tuple[SynthesisOptions, int]:
+    def _options_for(
+        self, overrides: Mapping[str, Any], base: SynthesisOptions | None = None
+    ) -> tuple[SynthesisOptions, int]:
+        """The options of one utterance: ``base`` (or the synthesizer's) with ``overrides``."""
+        if base is not None and not isinstance(base, SynthesisOptions):
+            raise InvalidParameterError(
+                f"options must be a SynthesisOptions, got {type(base).__name__}", parameter="options"
+            )
+        options = base or self.options
         if not overrides:
-            return self.options, self.output_rate
+            return options, self.output_rate
         changes = dict(overrides)
         output_rate = changes.pop("sample_rate", self.output_rate)
-        changes["sample_rate"] = self._service_rate(changes.get("format", self.options.format), output_rate)
-        return self.options.replace(**changes), output_rate
+        changes["sample_rate"] = self._service_rate(changes.get("format", options.format), output_rate)
+        return options.replace(**changes), output_rate
 
     # -- connections ----------------------------------------------------------
     async def _open_connection(self) -> Connection:
@@ -165,6 +178,11 @@ class AsyncSynthesizer:
                 return
         self.pool.release(conn)
 
+    async def _prepare_connection(self, conn: Connection) -> None:
+        """Connections opened ahead of need get a started task when ``prestart``."""
+        if self.prestart:
+            await self._prime(conn)
+
     async def _prime(self, conn: Connection) -> None:
         session = self._new_session(self.options, self.output_rate)
         session.start()
@@ -176,7 +194,7 @@ class AsyncSynthesizer:
         """Open ``connections`` warm connections now (primed with a started task
         when ``prestart``), so the first utterance pays no connection set-up."""
         self._check_open()
-        await self.pool.prewarm(connections, prepare=self._prime if self.prestart else None)
+        await self.pool.prewarm(connections)
 
     @property
     def pool_stats(self) -> PoolStats:
@@ -189,17 +207,24 @@ class AsyncSynthesizer:
                 "the synthesizer is closed; create a new one", parameter="synthesizer"
             )
 
-    def stream(self, **overrides: Any) -> SynthesisStream:
-        """A new utterance with streaming text input. Keyword overrides apply to it alone."""
+    def stream(self, *, options: SynthesisOptions | None = None, **overrides: Any) -> SynthesisStream:
+        """A new utterance with streaming text input.
+
+        ``options`` (a snapshot taken by an adapter) replaces the synthesizer's
+        options for this utterance; keyword overrides apply on top, to it alone.
+        """
         self._check_open()
-        options, output_rate = self._options_for(overrides)
-        return SynthesisStream(self, options, output_rate)
+        resolved, output_rate = self._options_for(overrides, options)
+        return SynthesisStream(self, resolved, output_rate)
 
-    async def synthesize(self, text: str, **overrides: Any) -> AsyncIterator[StreamEvent]:
-        """Synthesize a whole text; yields audio, word and completion events.
+    def synthesize(
+        self, text: str, *, options: SynthesisOptions | None = None, **overrides: Any
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Synthesize a whole text; iterate the result for audio, word and completion events.
 
-        SSML documents (``<speak>...``) are accepted here, and only here: they
-        go as one message with ``enable_ssml`` (at most 2,000 characters).
+        The text and options are checked here, at the call. SSML documents
+        (``<speak>...``) are accepted here, and only here: they go as one
+        message with ``enable_ssml`` (at most 2,000 characters).
         """
         self._check_open()
         check_text(text)
@@ -207,7 +232,12 @@ class AsyncSynthesizer:
             raise InvalidParameterError("text is empty or whitespace only", parameter="text")
         ssml = is_ssml(text)
         check_fragment(text, ssml=ssml, characters_sent=0, messages_sent=0)
-        options, output_rate = self._options_for(overrides)
+        resolved, output_rate = self._options_for(overrides, options)
+        return self._synthesize(text, resolved, output_rate, ssml)
+
+    async def _synthesize(
+        self, text: str, options: SynthesisOptions, output_rate: int, ssml: bool
+    ) -> AsyncGenerator[StreamEvent, None]:
         stream = SynthesisStream(self, options, output_rate, ssml=ssml)
         try:
             stream.push_text(text)
@@ -217,11 +247,13 @@ class AsyncSynthesizer:
         finally:
             await stream.aclose()
 
-    async def synthesize_audio(self, text: str, **overrides: Any) -> SynthesisResult:
+    async def synthesize_audio(
+        self, text: str, *, options: SynthesisOptions | None = None, **overrides: Any
+    ) -> SynthesisResult:
         """Synthesize a whole text and return all of its audio and word timings."""
         chunks: list[bytes] = []
-        result = SynthesisResult(b"", self._options_for(overrides)[1])
-        async for event in self.synthesize(text, **overrides):
+        result = SynthesisResult(b"", self._options_for(overrides, options)[1])
+        async for event in self.synthesize(text, options=options, **overrides):
             if isinstance(event, AudioChunk):
                 chunks.append(event.audio)
             elif isinstance(event, WordTimestamps):
