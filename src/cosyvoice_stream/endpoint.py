@@ -159,7 +159,10 @@ class Credentials:
                 value = await value
         except Exception as exc:  # the provider is user code: wrap whatever it raises
             raise AuthenticationError(
-                f"the token provider failed: {type(exc).__name__}", code="TokenProvider", retryable=True
+                f"the token provider failed: {type(exc).__name__}",
+                code="TokenProvider",
+                retryable=True,
+                permanent=False,
             ) from None
         return check_api_key(value, name="token")
 

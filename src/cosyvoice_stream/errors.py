@@ -10,9 +10,16 @@ from __future__ import annotations
 
 
 class CosyVoiceError(Exception):
-    """Base class of every error raised by cosyvoice-stream."""
+    """Base class of every error raised by cosyvoice-stream.
+
+    ``retryable``: the same request may succeed if sent again.
+    ``permanent``: every request will fail the same way until the
+    configuration (key, voice, model, instruction) changes, so a voice agent
+    should stop trying rather than fail once per utterance.
+    """
 
     retryable: bool = False
+    permanent: bool = False
 
     def __init__(
         self,
@@ -21,6 +28,7 @@ class CosyVoiceError(Exception):
         code: str | None = None,
         task_id: str | None = None,
         retryable: bool | None = None,
+        permanent: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -28,6 +36,8 @@ class CosyVoiceError(Exception):
         self.task_id = task_id
         if retryable is not None:
             self.retryable = retryable
+        if permanent is not None:
+            self.permanent = permanent
 
     def __str__(self) -> str:
         parts = [self.message]
@@ -49,9 +59,13 @@ class InvalidParameterError(CosyVoiceError, ValueError):
 class VoiceModelMismatchError(InvalidParameterError):
     """The voice does not belong to the model's generation (server code 418)."""
 
+    permanent = True
+
 
 class InstructionError(InvalidParameterError):
     """The instruction was refused (server code 428, or a model without instructions)."""
+
+    permanent = True
 
 
 class TextLimitError(InvalidParameterError):
@@ -64,6 +78,8 @@ class SSMLError(InvalidParameterError):
 
 class AuthenticationError(CosyVoiceError):
     """The handshake was refused (HTTP 401/403): missing, wrong or expired key."""
+
+    permanent = True
 
 
 class ThrottlingError(CosyVoiceError):

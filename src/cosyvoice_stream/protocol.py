@@ -228,6 +228,9 @@ def error_from_task_failed(
         cls = AuthenticationError
     elif code.startswith("InvalidParameter") or code.startswith("BadRequest") or "invalid" in lowered:
         cls = InvalidParameterError
+        if "voice" in lowered or "model" in lowered:
+            # "Request voice is invalid!", "Model not found": every request fails alike.
+            return cls(text, code=code, task_id=task_id, permanent=True)
     else:
         cls = ServerError
     return cls(text, code=code, task_id=task_id)

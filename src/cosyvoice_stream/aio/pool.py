@@ -34,6 +34,8 @@ class ConnectionPool:
       after this many seconds, before the server's 23 s text timeout.
     * ``keep_warm``/``keep_warm_for``: how many idle connections to keep, and
       for how long after the last use.
+    * ``acquire`` waits (at most ``opening_wait`` s) for a connection that is
+      already being opened ahead of need instead of opening a second one.
     * ``prepare``: runs on every connection the pool opens ahead of need
       (prewarm, spares) before it joins the idle set; the synthesizer uses it
       to prime them with a started task.
@@ -51,7 +53,9 @@ class ConnectionPool:
         keep_warm: int = 1,
         keep_warm_for: float = 300.0,
         prepare: Callable[[Connection], Awaitable[None]] | None = None,
+        opening_wait: float = 30.0,
     ) -> None:
+        self.opening_wait = opening_wait
         self._opener = opener
         self._prepare = prepare
         self.max_idle = max_idle
@@ -97,6 +101,10 @@ class ConnectionPool:
             chosen = next((c for c in newest_first if c.primed is None), None)
         if chosen is None and newest_first:
             chosen = newest_first[0]
+        if chosen is None and self._opening:
+            # A spare is on its way (prewarm, keep_warm): it is ready sooner than a new one.
+            await self.wait_until(lambda pool: bool(pool._idle) or not pool._opening, self.opening_wait)
+            return await self.acquire(options)
         if chosen is not None:
             self._idle.remove(chosen)
             if chosen.primed is not None and (options is None or chosen.primed.options != options):
@@ -175,7 +183,14 @@ class ConnectionPool:
                     raise
         finally:
             self._opening -= 1
+            self._changed.set()
         self.release(conn)
+
+    def drop_primed_except(self, options: SynthesisOptions) -> None:
+        """Close idle connections primed with other options; spares primed anew replace them."""
+        for conn in [c for c in self._idle if c.primed is not None and c.primed.options != options]:
+            self.discard(conn)
+        self._wake.set()
 
     async def wait_until(self, predicate: Callable[[ConnectionPool], bool], timeout: float) -> None:
         """Wait (at most ``timeout`` s) until ``predicate(pool)`` holds; checked on every change."""

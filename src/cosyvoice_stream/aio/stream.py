@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, Union
 
 from websockets.exceptions import ConnectionClosed
 
-from ..errors import ClientTimeoutError, CosyVoiceError, InvalidParameterError, TaskCancelledError
+from ..errors import (
+    ClientTimeoutError,
+    ConnectionLostError,
+    CosyVoiceError,
+    InvalidParameterError,
+    TaskCancelledError,
+)
 from ..events import StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from ..options import SynthesisOptions
 from ..protocol import TaskState, check_fragment
@@ -111,6 +117,13 @@ class _TaskRun:
         except ConnectionClosed:
             assert self.conn is not None
             self._put(connection_lost(self.conn.ws, self.session.task_id if self.session else None))
+        except OSError as exc:
+            self._put(ConnectionLostError(f"network error: {exc}", code="ConnectionLost"))
+        except Exception as exc:  # a bug must surface to the reader, never leave it waiting
+            logger.exception("cosyvoice task failed unexpectedly")
+            internal = CosyVoiceError(f"internal error: {type(exc).__name__}: {exc}", code="InternalError")
+            internal.__cause__ = exc
+            self._put(internal)
         finally:
             if self.conn is not None:  # the task did not end cleanly: never reuse
                 self.synth.pool.discard(self.conn)

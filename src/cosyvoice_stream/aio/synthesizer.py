@@ -110,6 +110,7 @@ class AsyncSynthesizer:
             max_idle=max_idle_connections,
             keep_warm=keep_warm,
             prepare=self._prepare_connection,
+            opening_wait=self.timeouts.connect + self.timeouts.start,
         )
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -144,6 +145,7 @@ class AsyncSynthesizer:
         if "language_hints" in changes and changes["language_hints"] is not None:
             changes["language_hints"] = tuple(changes["language_hints"])
         self.options = self.options.replace(**changes)
+        self.pool.drop_primed_except(self.options)
 
     def _options_for(
         self, overrides: Mapping[str, Any], base: SynthesisOptions | None = None
@@ -207,15 +209,19 @@ class AsyncSynthesizer:
                 "the synthesizer is closed; create a new one", parameter="synthesizer"
             )
 
-    def stream(self, *, options: SynthesisOptions | None = None, **overrides: Any) -> SynthesisStream:
+    def stream(
+        self, *, options: SynthesisOptions | None = None, ssml: bool = False, **overrides: Any
+    ) -> SynthesisStream:
         """A new utterance with streaming text input.
 
         ``options`` (a snapshot taken by an adapter) replaces the synthesizer's
         options for this utterance; keyword overrides apply on top, to it alone.
+        ``ssml=True`` makes it a whole-document SSML utterance: exactly one
+        push of one ``<speak>`` document (at most 2,000 characters).
         """
         self._check_open()
         resolved, output_rate = self._options_for(overrides, options)
-        return SynthesisStream(self, resolved, output_rate)
+        return SynthesisStream(self, resolved, output_rate, ssml=ssml)
 
     def synthesize(
         self, text: str, *, options: SynthesisOptions | None = None, **overrides: Any
