@@ -26,6 +26,8 @@ from .voices import (
 #: Sample rates the service produces natively.
 SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 44100, 48000)
 FORMATS: tuple[str, ...] = ("pcm", "wav", "mp3", "opus")
+#: Opus runs at these rates only (the SDK's OGG_OPUS members; the service refuses others).
+OPUS_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000, 48000)
 LANGUAGES: tuple[str, ...] = ("zh", "en", "fr", "de", "ja", "ko", "ru")
 MAX_INSTRUCTION_LENGTH = 128
 
@@ -151,6 +153,12 @@ class SynthesisOptions:
                 "sample_rate",
                 self.sample_rate,
                 f"one of {', '.join(map(str, SUPPORTED_SAMPLE_RATES))} Hz",
+            )
+        if self.format == "opus" and self.sample_rate not in OPUS_SAMPLE_RATES:
+            raise _fail(
+                "sample_rate",
+                self.sample_rate,
+                f"one of {', '.join(map(str, OPUS_SAMPLE_RATES))} Hz with format='opus'",
             )
         _check_number("volume", self.volume, 0, 100, integer=True)
         _check_number("speech_rate", self.speech_rate, 0.5, 2.0, integer=False)

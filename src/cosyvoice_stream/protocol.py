@@ -198,12 +198,17 @@ def error_from_handshake(status: int, body: bytes | str = b"") -> CosyVoiceError
     )
 
 
-def error_from_task_failed(
-    code: str | None, message: str | None, task_id: str | None = None
-) -> CosyVoiceError:
-    """Map a task-failed event (error_code, error_message) onto the exception hierarchy."""
-    code = code or "UnknownError"
-    message = message or "task failed"
+def error_from_task_failed(code: object, message: object, task_id: str | None = None) -> CosyVoiceError:
+    """Map a task-failed event (error_code, error_message) onto the exception hierarchy.
+
+    Fields of the wrong type (a hostile or broken server) are shown, not trusted.
+    """
+    code = code if isinstance(code, str) and code else ("UnknownError" if code is None else repr(code)[:100])
+    message = (
+        message
+        if isinstance(message, str) and message
+        else ("task failed" if message is None else repr(message)[:300])
+    )
     text = f"{code}: {message}"
     lowered = message.lower()
     cls: type[CosyVoiceError]
@@ -404,7 +409,7 @@ class TaskProtocol:
     def receive_text(self, data: str | bytes) -> list[ProtocolEvent]:
         try:
             message = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return self._fail(
                 ProtocolError(f"malformed JSON from the server: {str(data)[:120]!r}", task_id=self.task_id)
             )

@@ -164,15 +164,10 @@ async def test_cancel_from_another_task_ends_a_blocked_iteration() -> None:
                 received.append(event.audio)
 
         consumer = asyncio.ensure_future(consume())
-        await asyncio.wait_for(_until(lambda: bool(server.tasks and server.tasks[0].texts)), 5)
+        await server.wait_until(lambda srv: any(t.texts for t in srv.tasks), 5)
         await asyncio.wait_for(stream.cancel(), 2)
         await asyncio.wait_for(consumer, 2)  # would hang if the blocked reader were not woken
         assert received == []
-
-
-async def _until(predicate) -> None:
-    while not predicate():
-        await asyncio.sleep(0.01)
 
 
 async def test_flush_ends_a_task_and_the_next_follows_in_order(server) -> None:

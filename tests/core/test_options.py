@@ -85,3 +85,9 @@ def test_language_tags_map_to_hints(tag: str, hint: str) -> None:
 def test_unknown_languages_refused(tag: object) -> None:
     with pytest.raises(InvalidParameterError, match="language"):
         language_hint(tag)  # type: ignore[arg-type]
+
+
+def test_opus_only_at_its_rates() -> None:
+    with pytest.raises(InvalidParameterError, match="with format='opus'"):
+        SynthesisOptions(format="opus", sample_rate=22050)
+    SynthesisOptions(format="opus", sample_rate=48000)

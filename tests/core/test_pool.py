@@ -51,3 +51,27 @@ async def test_token_provider_called_per_new_connection() -> None:
             await asyncio.wait_for(synth.synthesize_audio("One."), 5)
             await asyncio.wait_for(synth.synthesize_audio("Two."), 5)
     assert len(calls) == 1  # the second utterance reused the connection
+
+
+async def test_acquire_waits_for_the_spare_already_opening() -> None:
+    async with EmbeddedServer(ServerConfig(engine="tone")) as server:
+        async with AsyncSynthesizer(url=server.url, keep_warm=0) as synth:
+            warming = asyncio.ensure_future(synth.prewarm())
+            result = await asyncio.wait_for(synth.synthesize_audio("Right after start."), 5)
+            await asyncio.wait_for(warming, 5)
+        assert result.metrics[0].connection_reused
+        assert server.connections_opened == 1
+
+
+async def test_update_options_replaces_connections_primed_with_old_settings() -> None:
+    async with EmbeddedServer(ServerConfig(engine="tone")) as server:
+        async with AsyncSynthesizer(url=server.url, keep_warm=1) as synth:
+            await asyncio.wait_for(synth.synthesize_audio("First."), 5)
+            synth.update_options(voice="longanhuan")
+            await synth.pool.wait_until(
+                lambda pool: any(c.primed and c.primed.options.voice == "longanhuan" for c in pool.idle), 5
+            )
+            result = await asyncio.wait_for(synth.synthesize_audio("Second."), 5)
+        assert result.metrics[0].connection_reused  # the re-primed spare, no handshake on the path
+        spoken = [t for t in server.tasks if t.texts]
+        assert [t.parameters["voice"] for t in spoken] == ["longanyang", "longanhuan"]

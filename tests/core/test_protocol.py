@@ -301,3 +301,19 @@ def test_parser_never_raises_on_arbitrary_input(data: str) -> None:
 def test_parser_tolerates_arbitrary_bytes_as_text(data: bytes) -> None:
     proto = started()
     proto.receive_text(data)
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "permanent"),
+    [
+        ("InvalidParameter", "[tts:]Engine return error code: 418", True),
+        ("InvalidParameter", "Request voice is invalid!", True),
+        ("InvalidParameter", "Please ensure input text is valid.", False),
+        ("Throttling.RateQuota", "slow down", False),
+        ("InternalError", "boom", False),
+    ],
+)
+def test_permanent_errors_are_those_only_a_config_change_fixes(
+    code: str, message: str, permanent: bool
+) -> None:
+    assert error_from_task_failed(code, message).permanent is permanent

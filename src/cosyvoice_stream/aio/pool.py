@@ -56,6 +56,7 @@ class ConnectionPool:
         opening_wait: float = 30.0,
     ) -> None:
         self.opening_wait = opening_wait
+        self.current_options: SynthesisOptions | None = None
         self._opener = opener
         self._prepare = prepare
         self.max_idle = max_idle
@@ -138,7 +139,8 @@ class ConnectionPool:
         conn.idle_since = time.monotonic()
         if conn.primed is not None:
             conn.primed_at = conn.idle_since
-        if self._closed or not conn.usable or len(self._idle) >= self.max_idle:
+        stale = conn.primed is not None and self.current_options not in (None, conn.primed.options)
+        if self._closed or stale or not conn.usable or len(self._idle) >= self.max_idle:
             self.discard(conn)
             return
         self._idle.append(conn)
@@ -153,6 +155,7 @@ class ConnectionPool:
             self._idle.remove(conn)
         self._discarded += 1
         self._changed.set()
+        self._wake.set()
         conn.abort() if not conn.open_ else self._spawn(conn.close())
 
     async def prewarm(self, count: int = 1) -> None:
@@ -186,11 +189,13 @@ class ConnectionPool:
             self._changed.set()
         self.release(conn)
 
-    def drop_primed_except(self, options: SynthesisOptions) -> None:
-        """Close idle connections primed with other options; spares primed anew replace them."""
+    def set_current_options(self, options: SynthesisOptions) -> None:
+        """The options new tasks will use: connections primed with others are closed
+        (now, and when they come back), and spares primed anew replace them."""
+        self.current_options = options
         for conn in [c for c in self._idle if c.primed is not None and c.primed.options != options]:
             self.discard(conn)
-        self._wake.set()
+        self._ensure_maintainer()
 
     async def wait_until(self, predicate: Callable[[ConnectionPool], bool], timeout: float) -> None:
         """Wait (at most ``timeout`` s) until ``predicate(pool)`` holds; checked on every change."""

@@ -53,6 +53,9 @@ class _TaskRun:
         self.text_offset = text_offset  # characters of the stream's text before this task
         self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
         self.pending: list[tuple[str, float]] = []  # text pushed before the session exists
+        self.pushed: list[tuple[str, float]] = []  # all text, replayed if a stale connection is retried
+        self.delivered = False
+        self.reused = False
         self.characters = 0
         self.messages = 0
         self.has_text = False
@@ -79,6 +82,7 @@ class _TaskRun:
         self.messages += len(pieces)
         self.has_text = True
         now = time.monotonic()
+        self.pushed.append((text, now))
         if self.session is not None:
             if self.session.error is not None:
                 raise self.session.error
@@ -107,11 +111,29 @@ class _TaskRun:
     # -- the task -----------------------------------------------------------
     def _put(self, item: _QueueItem) -> None:
         if not self.cancelled:
+            self.delivered = self.delivered or item is not None
             self.queue.put_nowait(item)
+
+    #: A pooled connection that died while idle is replaced this many times.
+    STALE_RETRIES = 2
 
     async def _run(self) -> None:
         try:
-            await self._run_task()
+            for attempt in range(self.STALE_RETRIES + 1):
+                try:
+                    await self._run_task()
+                    return
+                except (ConnectionClosed, OSError):
+                    if not self.reused or self.delivered or attempt == self.STALE_RETRIES:
+                        raise
+                    # The pooled connection died while idle and nothing reached the
+                    # caller yet: replay the task on another connection.
+                    logger.debug("pooled connection was dead; retrying the task on another")
+                    if self.conn is not None:
+                        self.synth.pool.discard(self.conn)
+                        self.conn = None
+                    self.session = None
+                    self.pending = list(self.pushed)
         except CosyVoiceError as error:
             self._put(error)
         except ConnectionClosed:
@@ -133,6 +155,7 @@ class _TaskRun:
         # A primed connection holds a started plain-text task: SSML needs its own run-task.
         self.conn, reused = await self.synth.pool.acquire(None if self.ssml else self.options)
         acquire_time = time.monotonic() - self.requested_at
+        self.reused = reused
         conn = self.conn
         conn.tasks_run += 1
         if conn.primed is not None:

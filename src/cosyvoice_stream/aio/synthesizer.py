@@ -112,6 +112,7 @@ class AsyncSynthesizer:
             prepare=self._prepare_connection,
             opening_wait=self.timeouts.connect + self.timeouts.start,
         )
+        self.pool.current_options = self.options
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -145,7 +146,7 @@ class AsyncSynthesizer:
         if "language_hints" in changes and changes["language_hints"] is not None:
             changes["language_hints"] = tuple(changes["language_hints"])
         self.options = self.options.replace(**changes)
-        self.pool.drop_primed_except(self.options)
+        self.pool.set_current_options(self.options)
 
     def _options_for(
         self, overrides: Mapping[str, Any], base: SynthesisOptions | None = None

@@ -1,0 +1,8 @@
+"""``python -m cosyvoice_stream.server --port 8765 --engine espeak``."""
+
+from __future__ import annotations
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()
