@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class ConnectionPool:
         self._maintainer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
-        self._last_used = time.monotonic()
+        self._last_used = -math.inf  # never used: keep nothing warm yet
         self._closed = False
         self._opening = 0
         self._opened = self._reused = self._primed_hits = self._discarded = 0
@@ -193,9 +194,11 @@ class ConnectionPool:
         """The options new tasks will use: connections primed with others are closed
         (now, and when they come back), and spares primed anew replace them."""
         self.current_options = options
-        for conn in [c for c in self._idle if c.primed is not None and c.primed.options != options]:
+        stale = [c for c in self._idle if c.primed is not None and c.primed.options != options]
+        for conn in stale:
             self.discard(conn)
-        self._ensure_maintainer()
+        if stale:
+            self._ensure_maintainer()
 
     async def wait_until(self, predicate: Callable[[ConnectionPool], bool], timeout: float) -> None:
         """Wait (at most ``timeout`` s) until ``predicate(pool)`` holds; checked on every change."""
