@@ -12,7 +12,8 @@ from typing import Any
 
 from pipecat.services.tts_service import TextAggregationMode
 
-from cosyvoice_stream import InvalidParameterError, Timeouts
+from cosyvoice_stream import InvalidParameterError
+from cosyvoice_stream.adapters import check_config
 
 from .tts import CosyVoiceTTSService, CosyVoiceTTSSettings
 
@@ -62,23 +63,12 @@ def create_tts(config: Mapping[str, Any]) -> CosyVoiceTTSService:
     refused with an error that names them; values are validated by the
     service's constructor.
     """
-    if not isinstance(config, Mapping):
-        raise InvalidParameterError(
-            f"config must be a mapping, got {type(config).__name__}", parameter="config"
-        )
-    values = dict(config)
+    values = check_config(config, KNOWN_KEYS | {"framework"}, what="Pipecat CosyVoice")
     framework = values.pop("framework", "pipecat")
     if framework != "pipecat":
         raise InvalidParameterError(
             f"framework={framework!r} given to the pipecat adapter; expected 'pipecat'",
             parameter="framework",
-        )
-    unknown = sorted(str(key) for key in values if key not in KNOWN_KEYS)
-    if unknown:
-        raise InvalidParameterError(
-            f"unknown CosyVoice setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)};"
-            f" known settings: {', '.join(sorted(KNOWN_KEYS))}",
-            parameter=unknown[0],
         )
     settings = CosyVoiceTTSSettings(**{k: v for k, v in values.items() if k in SETTINGS_KEYS})
     kwargs: dict[str, Any] = {k: v for k, v in values.items() if k in CONSTRUCTOR_KEYS}
@@ -91,10 +81,4 @@ def create_tts(config: Mapping[str, Any]) -> CosyVoiceTTSService:
                 f"text_aggregation_mode={mode!r} is invalid: expected 'token' or 'sentence'",
                 parameter="text_aggregation_mode",
             ) from None
-    timeouts = kwargs.get("timeouts")
-    if isinstance(timeouts, Mapping):
-        try:
-            kwargs["timeouts"] = Timeouts(**timeouts)
-        except TypeError as exc:
-            raise InvalidParameterError(f"timeouts is invalid: {exc}", parameter="timeouts") from None
     return CosyVoiceTTSService(settings=settings, **kwargs)

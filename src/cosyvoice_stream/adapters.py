@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from .aio.connection import Timeouts
 from .errors import InvalidParameterError
 
 ENTRY_POINT_GROUP = "cosyvoice_stream.adapters"
@@ -51,6 +52,37 @@ class AdapterInfo:
     available: bool
     install_hint: str
     error: str | None = None
+
+
+def check_config(config: object, known_keys: frozenset[str], *, what: str) -> dict[str, Any]:
+    """A copy of an adapter's config mapping; unknown keys are refused by name.
+
+    ``timeouts`` given as a mapping becomes a ``Timeouts``. Shared by every
+    adapter factory so all of them read configuration alike.
+    """
+    if not isinstance(config, Mapping):
+        raise InvalidParameterError(
+            f"config must be a mapping, got {type(config).__name__}", parameter="config"
+        )
+    values = dict(config)
+    unknown = sorted(str(key) for key in values if key not in known_keys)
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown {what} option{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)};"
+            f" expected some of: {', '.join(sorted(known_keys))}",
+            parameter=unknown[0],
+        )
+    timeouts = values.get("timeouts")
+    if isinstance(timeouts, Mapping):
+        fields = sorted(Timeouts.__dataclass_fields__)
+        wrong = sorted(str(key) for key in timeouts if key not in fields)
+        if wrong:
+            raise InvalidParameterError(
+                f"unknown timeouts option(s): {', '.join(wrong)}; expected some of: {', '.join(fields)}",
+                parameter="timeouts",
+            )
+        values["timeouts"] = Timeouts(**timeouts)
+    return values
 
 
 def _entry_points() -> dict[str, EntryPoint]:

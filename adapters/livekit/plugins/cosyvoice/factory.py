@@ -15,7 +15,8 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from cosyvoice_stream import InvalidParameterError, Timeouts
+from cosyvoice_stream import InvalidParameterError
+from cosyvoice_stream.adapters import check_config
 
 from .tts import TTS
 
@@ -30,18 +31,7 @@ CONFIG_KEYS: frozenset[str] = frozenset(
 
 def create_tts(config: Mapping[str, Any]) -> TTS:
     """A ``cosyvoice.TTS`` from ``config`` (validated; unknown keys raise ``ValueError``)."""
-    if not isinstance(config, Mapping):
-        raise InvalidParameterError(
-            f"config must be a mapping, got {type(config).__name__}", parameter="config"
-        )
-    kwargs = dict(config)
-    unknown = sorted(str(key) for key in kwargs if key not in CONFIG_KEYS)
-    if unknown:
-        raise InvalidParameterError(
-            f"unknown LiveKit CosyVoice option(s): {', '.join(unknown)};"
-            f" expected some of: {', '.join(sorted(CONFIG_KEYS))}",
-            parameter=unknown[0],
-        )
+    kwargs = check_config(config, CONFIG_KEYS, what="LiveKit CosyVoice")
     for alias, name in ALIASES.items():
         if alias in kwargs:
             if name in kwargs:
@@ -49,19 +39,4 @@ def create_tts(config: Mapping[str, Any]) -> TTS:
                     f"pass {name} or {alias}, not both (they are the same option)", parameter=name
                 )
             kwargs[name] = kwargs.pop(alias)
-    timeouts = kwargs.get("timeouts")
-    if isinstance(timeouts, Mapping):
-        kwargs["timeouts"] = _timeouts(timeouts)
     return TTS(**kwargs)
-
-
-def _timeouts(values: Mapping[str, Any]) -> Timeouts:
-    try:
-        return Timeouts(**values)
-    except TypeError:
-        fields = sorted(Timeouts.__dataclass_fields__)
-        unknown = sorted(str(key) for key in values if key not in fields)
-        raise InvalidParameterError(
-            f"unknown timeouts option(s): {', '.join(unknown)}; expected some of: {', '.join(fields)}",
-            parameter="timeouts",
-        ) from None
