@@ -46,13 +46,36 @@ def _progress(done: int, total: int) -> None:
     )
 
 
-async def _speak(args: argparse.Namespace) -> int:
-    from .aio import AsyncSynthesizer
-
-    text = await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8") if args.file else args.text
+def _speak_input(args: argparse.Namespace) -> str | None:
+    """The text to say, or None after printing why not. Everything is checked
+    before synthesizing: the service bills the characters either way."""
+    if args.text and args.file:
+        print("error: give TEXT or -f FILE, not both", file=sys.stderr)
+        return None
+    text = args.text
+    if args.file:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            print(f"error: cannot read {args.file}: it is not UTF-8 text", file=sys.stderr)
+            return None
+        except OSError as exc:
+            print(f"error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return None
+    out = Path(args.output)
+    if not out.parent.is_dir() or out.is_dir():
+        print(f"error: cannot write {out}: its folder does not exist or it is a folder", file=sys.stderr)
+        return None
     if not text or not text.strip():
         print("error: nothing to say (give TEXT or -f FILE with text)", file=sys.stderr)
-        return 2
+        return None
+    return str(text)
+
+
+async def _speak(args: argparse.Namespace, text: str) -> int:
+    from .aio import AsyncSynthesizer
+
+    out = Path(args.output)
     parts = split_text(text, SPEAK_TASK_CHARACTERS)
     async with service_url(args.url, args.engine) as url:
         synth = AsyncSynthesizer(
@@ -85,7 +108,6 @@ async def _speak(args: argparse.Namespace) -> int:
                 _progress(len(parts), len(parts))
                 print(file=sys.stderr)
     data = b"".join(audio)
-    out = Path(args.output)
     await asyncio.to_thread(
         out.write_bytes, wav_bytes(data, args.sample_rate) if args.format == "pcm" else data
     )
@@ -166,10 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve_from_args(args)
             return 0
         if args.command == "speak":
-            if args.text and args.file:
-                print("error: give TEXT or -f FILE, not both", file=sys.stderr)
-                return 2
-            return asyncio.run(_speak(args))
+            text = _speak_input(args)
+            return 2 if text is None else asyncio.run(_speak(args, text))
         if args.command == "voices":
             return _voices(args)
         return _adapters(args)

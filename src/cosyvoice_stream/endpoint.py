@@ -84,28 +84,31 @@ def resolve_url(url: str | None = None, *, region: str | None = None, workspace:
 
 
 def check_url(url: str) -> str:
+    """The URL, if it is safe to send a key to; errors show it without query or user info."""
     if not isinstance(url, str):
         raise InvalidParameterError(f"url must be a str, got {type(url).__name__}", parameter="url")
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise InvalidParameterError("url is not a valid URL", parameter="url") from None
+    shown = f"{parts.scheme}://{host or ''}{parts.path}"
+    query = parts.query.lower()
+    if parts.username or parts.password or any(word in query for word in ("key", "token", "secret")):
         raise InvalidParameterError(
-            f"url={url!r} is invalid: expected wss://host/path (ws:// only for loopback hosts)",
+            f"url={shown!r}... must not carry credentials; pass api_key= (it is sent as an"
+            " Authorization header)",
             parameter="url",
         )
-    if parts.scheme == "ws" and not is_loopback(parts.hostname):
+    if parts.scheme not in ("ws", "wss") or not host:
         raise InvalidParameterError(
-            f"url={url!r} uses plain ws:// to a remote host; the API key would travel unencrypted."
+            f"url={shown!r} is invalid: expected wss://host/path (ws:// only for loopback hosts)",
+            parameter="url",
+        )
+    if parts.scheme == "ws" and not is_loopback(host):
+        raise InvalidParameterError(
+            f"url={shown!r} uses plain ws:// to a remote host; the API key would travel unencrypted."
             " Use wss:// (plain ws:// is allowed only for loopback hosts such as 127.0.0.1)",
-            parameter="url",
-        )
-    if (
-        parts.username
-        or parts.password
-        or "apikey" in parts.query.lower()
-        or "api_key" in parts.query.lower()
-    ):
-        raise InvalidParameterError(
-            "url must not carry credentials; pass api_key= (it is sent as an Authorization header)",
             parameter="url",
         )
     return url

@@ -93,6 +93,23 @@ class AudioFormat(Enum):
         return f"{self.wire_format.upper()} with {self.wire_sample_rate}Hz sample rate, {self.channels} channel, {self.bit_rate}"
 
 
+#: Wire parameter names that ``additional_params`` may override -> the field they stand for.
+_WIRE_FIELDS: dict[str, str] = {
+    "voice": "voice",
+    "format": "format",
+    "sample_rate": "sample_rate",
+    "volume": "volume",
+    "rate": "speech_rate",
+    "pitch": "pitch_rate",
+    "bit_rate": "bit_rate",
+    "seed": "seed",
+    "word_timestamp_enabled": "word_timestamp_enabled",
+    "language_hints": "language_hints",
+    "instruction": "instruction",
+    "enable_aigc_tag": "enable_aigc_tag",
+}
+
+
 def _fail(name: str, value: object, allowed: str) -> InvalidParameterError:
     return InvalidParameterError(f"{name}={value!r} is invalid: expected {allowed}", parameter=name)
 
@@ -184,6 +201,27 @@ class SynthesisOptions:
             raise _fail("additional_params", self.additional_params, "a mapping with str keys")
         object.__setattr__(self, "additional_params", dict(self.additional_params))
         self._check_voice_model()
+        self._check_additional_overrides()
+
+    def _check_additional_overrides(self) -> None:
+        """Seed parameters given through ``additional_params`` (which override the
+        request's, as in the SDK) are validated like the fields they override."""
+        overrides = {
+            field_name: self.additional_params[wire]
+            for wire, field_name in _WIRE_FIELDS.items()
+            if wire in self.additional_params
+        }
+        if not overrides:
+            return
+        if "language_hints" in overrides and isinstance(overrides["language_hints"], list):
+            overrides["language_hints"] = tuple(overrides["language_hints"])
+        try:
+            dataclasses.replace(self, additional_params={}, **overrides)
+        except InvalidParameterError as exc:
+            raise type(exc)(  # keeps the kind, e.g. VoiceModelMismatchError
+                f"additional_params overrides a checked parameter: {exc.message}",
+                parameter="additional_params",
+            ) from None
 
     def _check_language_hints(self) -> None:
         hints = self.language_hints

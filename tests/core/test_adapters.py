@@ -21,7 +21,12 @@ def test_pipecat_service_from_a_config_mapping() -> None:
     from pipecat_cosyvoice import CosyVoiceTTSService
 
     tts = create_tts(
-        {"framework": "pipecat", "model": "cosyvoice-v3-flash", "voice": "longanhuan", "url": "ws://127.0.0.1:9/x"}
+        {
+            "framework": "pipecat",
+            "model": "cosyvoice-v3-flash",
+            "voice": "longanhuan",
+            "url": "ws://127.0.0.1:9/x",
+        }
     )
     assert isinstance(tts, CosyVoiceTTSService)
 

@@ -91,3 +91,19 @@ def test_opus_only_at_its_rates() -> None:
     with pytest.raises(InvalidParameterError, match="with format='opus'"):
         SynthesisOptions(format="opus", sample_rate=22050)
     SynthesisOptions(format="opus", sample_rate=48000)
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"volume": 500}, "volume=500"),
+        ({"rate": 9}, "speech_rate=9"),
+        ({"voice": "longxiaochun_v2"}, "cosyvoice-v2"),
+        ({"sample_rate": 12345}, "sample_rate=12345"),
+    ],
+)
+def test_additional_params_overrides_are_validated(params: dict, needle: str) -> None:
+    with pytest.raises(InvalidParameterError, match="additional_params overrides") as info:
+        SynthesisOptions(additional_params=params)
+    assert needle in str(info.value)
+    SynthesisOptions(additional_params={"volume": 80, "hot_fix": {"x": 1}})  # valid and unknown keys pass

@@ -51,9 +51,11 @@ async def test_synthesize_is_retried_too(server: EmbeddedServer, make_tts) -> No
 
 
 async def test_bad_voice_is_not_retried(server: EmbeddedServer, make_tts) -> None:
-    # additional_params override the validated voice, so the server sees a v2 voice on a v3
-    # model and fails the task with code 418, as the service does.
-    engine = make_tts(prestart=False, additional_params={"voice": "longwan_v2"})
+    # A voice the client does not know, refused by the service with code 418.
+    server.add_fault(
+        Fault(kind="fail_task", code="InvalidParameter", message="[tts:]Engine return error code: 418")
+    )
+    engine = make_tts(prestart=False, voice="my-cloned-voice")
     errors = collect_errors(engine)
 
     with pytest.raises(APIStatusError) as info:

@@ -49,7 +49,9 @@ def test_create_tts_from_a_mapping() -> None:
 
 
 def test_create_tts_names_unknown_keys_and_bad_values() -> None:
-    with pytest.raises(InvalidParameterError, match=r"unknown Pipecat CosyVoice options: speed, voice_name") as info:
+    with pytest.raises(
+        InvalidParameterError, match=r"unknown Pipecat CosyVoice options: speed, voice_name"
+    ) as info:
         create_tts({"voice": "longanyang", "speed": 1.0, "voice_name": "x", "url": "ws://127.0.0.1:9/x"})
     assert "speech_rate" in str(info.value)  # the known keys are listed
     with pytest.raises(InvalidParameterError, match="framework='livekit'"):

@@ -212,10 +212,11 @@ async def test_bad_api_key_is_fatal_and_never_logged(start_server, logs: list[st
 
 
 async def test_voice_refused_by_the_service_until_settings_change(server) -> None:
-    # additional_params overrides the wire parameters (as in the SDK): a v2 voice reaches a v3 model.
-    tts = CosyVoiceTTSService(
-        url=server.url, prewarm=False, settings=Settings(additional_params={"voice": "longxiaochun_v2"})
+    # A voice the client does not know, refused by the service with code 418.
+    server.add_fault(
+        Fault(kind="fail_task", code="InvalidParameter", message="[tts:]Engine return error code: 418")
     )
+    tts = CosyVoiceTTSService(url=server.url, prewarm=False, settings=Settings(voice="my-cloned-voice"))
     probe = Probe()
 
     async def script(driver: Driver) -> None:
@@ -224,7 +225,7 @@ async def test_voice_refused_by_the_service_until_settings_change(server) -> Non
         await probe.wait_count(TTSStoppedFrame)
         await driver.push_frame(TTSSpeakFrame("Not spoken while the service is written off."))
         await probe.wait_count(TTSStoppedFrame, 2)  # ended at once, not after an idle timeout
-        await driver.push_frame(TTSUpdateSettingsFrame(delta=Settings(additional_params={})))
+        await driver.push_frame(TTSUpdateSettingsFrame(delta=Settings(voice="longanhuan")))
         await driver.push_frame(TTSSpeakFrame("Right voice."))
         await probe.wait_count(TTSStoppedFrame, 3)
 
@@ -234,11 +235,11 @@ async def test_voice_refused_by_the_service_until_settings_change(server) -> Non
     assert error.category is ErrorCategory.INVALID_REQUEST and error.category.is_permanent
     assert "418" in error.error
     refused, accepted = server.tasks  # prewarm=False: no pre-started tasks
-    assert refused.error_code and refused.parameters["voice"] == "longxiaochun_v2"
+    assert refused.error_code and refused.parameters["voice"] == "my-cloned-voice"
+    assert accepted.parameters["voice"] == "longanhuan"
     assert accepted.texts == ["Right voice."]  # nothing was sent while written off
     _, silent, spoken = stopped_ids(down)
     assert not audio_bytes(down, silent)
-    assert accepted.parameters["voice"] == "longanyang"
     assert len(audio_bytes(down, spoken)) == accepted.audio_bytes_sent == 2 * 12000
     assert tts.is_usable
 

@@ -77,39 +77,45 @@ class Connection:
     async def open(
         cls, url: str, credentials: Credentials, timeouts: Timeouts, workspace: str | None = None
     ) -> Connection:
-        token = await credentials.token()
-        headers = handshake_headers(token, workspace=workspace) if token else {}
         started = time.monotonic()
         host = urlsplit(url).hostname
         try:
             ws = await asyncio.wait_for(
-                connect(
-                    url,
-                    additional_headers=headers,
-                    user_agent_header=USER_AGENT,
-                    compression=None,
-                    max_size=MAX_MESSAGE_BYTES,
-                    open_timeout=None,
-                    ping_interval=20,
-                    ping_timeout=20,
-                    close_timeout=timeouts.close,
-                    proxy=None if is_loopback(host) else True,
-                    logger=protocol_logger(),
-                ),
-                timeout=timeouts.connect,
+                cls._connect(url, credentials, timeouts, workspace, host), timeouts.connect
             )
         except InvalidStatus as exc:
             response = exc.response
             raise error_from_handshake(response.status_code, bytes(response.body or b"")) from None
         except asyncio.TimeoutError:
             raise ClientTimeoutError(
-                f"could not connect to {host} within {timeouts.connect:g} s", code="ConnectTimeout"
+                f"could not connect to {host} within {timeouts.connect:g} s (credentials and handshake)",
+                code="ConnectTimeout",
             ) from None
         except (OSError, InvalidHandshake, websockets.exceptions.WebSocketException) as exc:
             raise ConnectionLostError(
                 f"could not connect to {host}: {type(exc).__name__}: {exc}", code="ConnectFailed"
             ) from None
         return cls(ws, time.monotonic() - started)
+
+    @staticmethod
+    async def _connect(
+        url: str, credentials: Credentials, timeouts: Timeouts, workspace: str | None, host: str | None
+    ) -> ClientConnection:
+        token = await credentials.token()
+        headers = handshake_headers(token, workspace=workspace) if token else {}
+        return await connect(
+            url,
+            additional_headers=headers,
+            user_agent_header=USER_AGENT,
+            compression=None,
+            max_size=MAX_MESSAGE_BYTES,
+            open_timeout=None,
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=timeouts.close,
+            proxy=None if is_loopback(host) else True,
+            logger=protocol_logger(),
+        )
 
     @property
     def open_(self) -> bool:

@@ -103,6 +103,20 @@ class AsyncSynthesizer:
         self.url = resolve_url(url, region=region, workspace=workspace)
         self._workspace = workspace
         self._credentials = Credentials.resolve(api_key, token_provider, self.url)
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise InvalidParameterError(
+                f"timeouts must be a cosyvoice_stream.Timeouts, got {type(timeouts).__name__}",
+                parameter="timeouts",
+            )
+        for name, value in (("max_idle_connections", max_idle_connections), ("keep_warm", keep_warm)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
+                raise InvalidParameterError(
+                    f"{name}={value!r} is invalid: expected an int in [0, 1000]", parameter=name
+                )
+        if not isinstance(prestart, bool):
+            raise InvalidParameterError(
+                f"prestart={prestart!r} is invalid: expected True or False", parameter="prestart"
+            )
         self.timeouts = timeouts or Timeouts()
         self.prestart = prestart
         self.pool = ConnectionPool(

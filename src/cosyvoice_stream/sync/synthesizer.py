@@ -17,6 +17,7 @@ from ..options import AudioFormat, SynthesisOptions
 from ..protocol import check_fragment, handshake_headers, new_task_id
 from ..redact import redact
 from ..session import TaskSession
+from ..text import check_text
 from ._run import Liveness, TaskRun, open_websocket
 from .callback import ResultCallback
 from .errors import InvalidTaskError, WaitTimeoutError
@@ -355,6 +356,9 @@ class SpeechSynthesizer:
         ``on_error``).
         """
         limit = _seconds("timeout_millis", timeout_millis)
+        check_text(text)
+        if not text.strip():
+            raise InvalidParameterError("text is empty or whitespace only", parameter="text")
         run = self._start(ssml=True, first_text=text, limit=limit)
         self._consumed = True
         try:
