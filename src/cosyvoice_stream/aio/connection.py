@@ -79,18 +79,27 @@ class Connection:
     ) -> Connection:
         started = time.monotonic()
         host = urlsplit(url).hostname
+        # Not asyncio.wait_for: on Python < 3.12 a cancellation that races with
+        # the handshake's completion loses the connection it just opened.
+        attempt = asyncio.ensure_future(cls._connect(url, credentials, timeouts, workspace, host))
         try:
-            ws = await asyncio.wait_for(
-                cls._connect(url, credentials, timeouts, workspace, host), timeouts.connect
-            )
-        except InvalidStatus as exc:
-            response = exc.response
-            raise error_from_handshake(response.status_code, bytes(response.body or b"")) from None
-        except asyncio.TimeoutError:
+            done, _ = await asyncio.wait({attempt}, timeout=timeouts.connect)
+        except asyncio.CancelledError:
+            attempt.cancel()
+            attempt.add_done_callback(_abort_if_connected)
+            raise
+        if not done:
+            attempt.cancel()
+            attempt.add_done_callback(_abort_if_connected)
             raise ClientTimeoutError(
                 f"could not connect to {host} within {timeouts.connect:g} s (credentials and handshake)",
                 code="ConnectTimeout",
-            ) from None
+            )
+        try:
+            ws = attempt.result()
+        except InvalidStatus as exc:
+            response = exc.response
+            raise error_from_handshake(response.status_code, bytes(response.body or b"")) from None
         except (OSError, InvalidHandshake, websockets.exceptions.WebSocketException) as exc:
             raise ConnectionLostError(
                 f"could not connect to {host}: {type(exc).__name__}: {exc}", code="ConnectFailed"
@@ -141,6 +150,15 @@ class Connection:
         transport = self.ws.transport
         if transport is not None and not transport.is_closing():
             transport.abort()
+
+
+def _abort_if_connected(attempt: asyncio.Future[ClientConnection]) -> None:
+    """A connect attempt abandoned by its caller: drop what it opened, if anything."""
+    if attempt.cancelled() or attempt.exception() is not None:
+        return
+    transport = attempt.result().transport
+    if transport is not None:
+        transport.abort()
 
 
 def describe_close(ws: ClientConnection) -> str:

@@ -67,6 +67,7 @@ class ConnectionPool:
         self.keep_warm_for = keep_warm_for
         self._idle: list[Connection] = []
         self._in_use: set[Connection] = set()
+        self._returning: set[Connection] = set()  # task finished; being primed, then released
         self._background: set[asyncio.Task[None]] = set()
         self._maintainer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -103,9 +104,12 @@ class ConnectionPool:
             chosen = next((c for c in newest_first if c.primed is None), None)
         if chosen is None and newest_first:
             chosen = newest_first[0]
-        if chosen is None and self._opening:
-            # A spare is on its way (prewarm, keep_warm): it is ready sooner than a new one.
-            await self.wait_until(lambda pool: bool(pool._idle) or not pool._opening, self.opening_wait)
+        if chosen is None and (self._opening or self._returning):
+            # A spare is on its way (prewarm, keep_warm) or a finished task's connection is
+            # coming back: either is ready sooner than a new connection.
+            await self.wait_until(
+                lambda pool: bool(pool._idle) or not (pool._opening or pool._returning), self.opening_wait
+            )
             return await self.acquire(options)
         if chosen is not None:
             self._idle.remove(chosen)
@@ -134,9 +138,15 @@ class ConnectionPool:
             self._check_open()
         return conn
 
+    def expect_return(self, conn: Connection) -> None:
+        """``conn``'s task has finished cleanly: it will be released shortly."""
+        if conn in self._in_use:
+            self._returning.add(conn)
+
     def release(self, conn: Connection) -> None:
         """Give back a connection whose task finished cleanly (or that holds a primed task)."""
         self._in_use.discard(conn)
+        self._returning.discard(conn)
         conn.idle_since = time.monotonic()
         if conn.primed is not None:
             conn.primed_at = conn.idle_since
@@ -152,6 +162,7 @@ class ConnectionPool:
     def discard(self, conn: Connection) -> None:
         """Close ``conn`` in the background; the caller does not wait for it."""
         self._in_use.discard(conn)
+        self._returning.discard(conn)
         with contextlib.suppress(ValueError):
             self._idle.remove(conn)
         self._discarded += 1

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 from websockets.exceptions import ConnectionClosed
 
@@ -64,7 +64,11 @@ class _TaskRun:
         self.session: TaskSession | None = None
         self.conn: Connection | None = None
         self._send_wake = asyncio.Event()
-        self._state_changed = asyncio.Event()
+        self._reading: TaskSession | None = None  # the session the reader is serving
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._interruption: CosyVoiceError | str | None = None
+        self._last_activity = 0.0
+        self._audio_seen = False
         self.requested_at = time.monotonic()
         self.task = synth._spawn(self._run())
 
@@ -94,7 +98,7 @@ class _TaskRun:
     def finish(self) -> None:
         self.finish_requested = True
         self._send_wake.set()
-        self._state_changed.set()
+        self._state_changed()
 
     def cancel(self) -> None:
         """Stop at once: nothing more is read from the connection or delivered."""
@@ -205,66 +209,120 @@ class _TaskRun:
                 await conn.ws.send(message)
             await self._send_wake.wait()
 
-    def _timeout(self, session: TaskSession, audio_seen: bool) -> tuple[float, str]:
+    def _timeout(self, session: TaskSession) -> tuple[float, str]:
         timeouts = self.synth.timeouts
         protocol = session.protocol
         if protocol.state is TaskState.STARTING:
             return timeouts.start, "task-started"
         if not protocol.finish_requested:
             return timeouts.text, "server events while more text may come"
-        if not audio_seen:
+        if not self._audio_seen:
             return timeouts.first_audio, "the first audio"
         return timeouts.idle, "the rest of the audio"
+
+    # The reader awaits ws.recv() directly: no task or future per message. A
+    # watchdog timer (one TimerHandle, re-armed only when it fires or the state
+    # changes) enforces the deadline, and finish()/abandon wake the reader by
+    # interrupting its task with a reason it recognises.
+    def _schedule_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        session = self._reading
+        if session is None:
+            return
+        timeout, _ = self._timeout(session)
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.call_at(self._last_activity + timeout, self._watchdog_fired)
+
+    def _watchdog_fired(self) -> None:
+        self._watchdog = None
+        session = self._reading
+        if session is None:
+            return
+        timeout, waiting_for = self._timeout(session)
+        if asyncio.get_running_loop().time() < self._last_activity + timeout:
+            self._schedule_watchdog()  # a message came since: not due yet
+            return
+        self._interrupt(
+            ClientTimeoutError(
+                f"no reply from the service within {timeout:g} s while waiting for {waiting_for}",
+                code="ClientTimeout",
+                task_id=session.task_id,
+            )
+        )
+
+    def _interrupt(self, reason: CosyVoiceError | str) -> None:
+        if self._reading is None or self.cancelled or self._interruption is not None:
+            return
+        self._interruption = reason
+        self.task.cancel()
+
+    def _state_changed(self) -> None:
+        """finish() was called: an unused task is released, else the deadline changes."""
+        session = self._reading
+        if session is None:
+            return
+        if self.abandoned and session.protocol.state in (TaskState.STARTING, TaskState.STARTED):
+            self._interrupt(_ABANDON)
+        else:
+            self._schedule_watchdog()
 
     async def _reader(self, conn: Connection, session: TaskSession) -> bool:
         """Deliver the task's events; True when it finished, False when abandoned unused."""
         ws = conn.ws
-        audio_seen = False
-        recv: asyncio.Future[Any] | None = None
+        loop = asyncio.get_running_loop()
+        self._reading = session
+        self._last_activity = loop.time()
+        self._audio_seen = False
         try:
+            if self.abandoned and session.protocol.state in (TaskState.STARTING, TaskState.STARTED):
+                return False
+            self._schedule_watchdog()
             while True:
-                if self.abandoned and session.protocol.state in (TaskState.STARTING, TaskState.STARTED):
-                    return False
-                timeout, waiting_for = self._timeout(session, audio_seen)
-                if recv is None:
-                    recv = asyncio.ensure_future(ws.recv())
-                changed: asyncio.Future[Any] = asyncio.ensure_future(self._state_changed.wait())
                 try:
-                    done, _ = await asyncio.wait(
-                        [recv, changed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    changed.cancel()
-                if recv not in done:
-                    if changed in done:
-                        self._state_changed.clear()
-                        continue  # finish or abandon: recompute the deadline
-                    raise ClientTimeoutError(
-                        f"no reply from the service within {timeout:g} s while waiting for {waiting_for}",
-                        code="ClientTimeout",
-                        task_id=session.task_id,
-                    )
-                message = recv.result()
-                recv = None
+                    message = await ws.recv()
+                except asyncio.CancelledError:
+                    reason = self._interruption
+                    if reason is None or self.cancelled:
+                        raise
+                    self._interruption = None
+                    task = asyncio.current_task()
+                    if task is not None and hasattr(task, "uncancel"):
+                        task.uncancel()  # Python 3.11+: this cancellation was ours, and handled
+                    if reason is _ABANDON:
+                        return False
+                    assert isinstance(reason, CosyVoiceError)
+                    raise reason from None
+                self._last_activity = loop.time()
                 now = time.monotonic()
                 if isinstance(message, str):
                     logger.debug("recv %s", message[:500])
+                    state = session.protocol.state
                     events = session.receive_text(message, now)
-                    self._send_wake.set()  # task-started releases held messages
+                    if session.protocol.state is not state:
+                        self._send_wake.set()  # task-started releases held messages
                 else:
                     events = session.receive_bytes(message, now)
-                    audio_seen = True
+                    self._audio_seen = True
+                finished = session.protocol.state is TaskState.FINISHED
+                if finished:
+                    # Before the caller hears of it: the next utterance waits for this connection.
+                    self.synth.pool.expect_return(conn)
                 for event in events:
                     self._put(event)
                 if session.error is not None:
                     raise session.error
-                if session.protocol.state is TaskState.FINISHED:
+                if finished:
                     return True
         finally:
-            if recv is not None:
-                recv.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, Exception):
-                    await recv
+            self._reading = None
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
+
+
+_ABANDON = "abandon"
 
 
 class SynthesisStream:
