@@ -318,3 +318,17 @@ async def test_concurrent_streams_each_get_their_own_audio(server) -> None:
         record = by_task[result.metrics[0].task_id]
         assert tags_of(result.audio) == {record.tag}
         assert len(result.audio) == record.audio_bytes_sent
+
+
+async def test_finish_switches_the_deadline_to_first_audio(server) -> None:
+    # The text deadline is long; once finish() is called, the first-audio one applies at once.
+    server.add_fault(Fault(kind="stall", stage="audio", seconds=5))
+    async with synth_for(server, timeouts=Timeouts(text=30, first_audio=0.3)) as synth:
+        stream = synth.stream()
+        stream.push_text("Words without an end")
+        await server.wait_until(lambda srv: any(t.texts for t in srv.tasks), 5)
+        started = asyncio.get_running_loop().time()
+        await stream.finish()
+        with pytest.raises(ClientTimeoutError, match="the first audio"):
+            await collect(stream, limit=3)
+        assert asyncio.get_running_loop().time() - started < 2
