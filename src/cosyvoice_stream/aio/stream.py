@@ -214,7 +214,7 @@ class _TaskRun:
         protocol = session.protocol
         if protocol.state is TaskState.STARTING:
             return timeouts.start, "task-started"
-        if not protocol.finish_requested:
+        if not self.finish_requested:
             return timeouts.text, "server events while more text may come"
         if not self._audio_seen:
             return timeouts.first_audio, "the first audio"
