@@ -230,7 +230,7 @@ class CosyVoiceTTSService(TTSService):
         # without it "one.Two" would reach the service as one word.
         kwargs.setdefault("append_trailing_space", True)
         if text_aggregation_mode is None and kwargs.get("aggregate_sentences") is None:
-            text_aggregation_mode = TextAggregationMode.TOKEN  # CosyVoice segments sentences itself
+            text_aggregation_mode = TextAggregationMode("token")  # CosyVoice segments sentences itself
         super().__init__(
             text_aggregation_mode=text_aggregation_mode,
             push_text_frames=False,
