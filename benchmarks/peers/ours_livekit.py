@@ -1,0 +1,26 @@
+"""Driver: our LiveKit plugin (``livekit.plugins.cosyvoice.TTS``), in the project venv."""
+
+from __future__ import annotations
+
+from _common import API_KEY, MODEL, VOICE
+from _livekit import Plugin, run
+
+
+def factory() -> Plugin:
+    import json
+    import sys
+
+    from livekit.plugins import cosyvoice
+
+    words = json.loads(sys.argv[1]).get("word_timestamps", True)
+
+    def make_tts(url: str, rate: int):
+        return cosyvoice.TTS(
+            api_key=API_KEY, base_url=url, model=MODEL, voice=VOICE, sample_rate=rate, word_timestamps=words
+        )
+
+    return Plugin(make_tts, has_synthesize=True)
+
+
+if __name__ == "__main__":
+    run(factory)
