@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import dataclasses
 import weakref
-from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from livekit.agents import (
     APIConnectionError,
@@ -38,7 +38,6 @@ from cosyvoice_stream import (
     InvalidParameterError,
     ServerError,
     ServerTimeoutError,
-    StreamEvent,
     SynthesisComplete,
     TaskMetrics,
     ThrottlingError,
@@ -247,10 +246,7 @@ class ChunkedStream(tts.ChunkedStream):
         timed = self._tts.capabilities.aligned_transcript
         first = True
         try:
-            # An async generator (the core annotates it as an iterator): closed on exit.
-            events = cast(
-                AsyncGenerator[StreamEvent, None], self._tts._synth.synthesize(text, **self._options)
-            )
+            events = self._tts._synth.synthesize(text, **self._options)  # closed on exit
             async with contextlib.aclosing(events):
                 async for event in events:
                     if isinstance(event, AudioChunk):
