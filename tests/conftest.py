@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+
+from cosyvoice_stream.server import EmbeddedServer, ServerConfig
 
 # Tests never reach the cloud, whatever the developer's shell has set.
 for _name in (
@@ -27,3 +32,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "soak" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Every task a test started (adapter, core, framework, server) has ended at teardown.
+
+    The adapter suites make it autouse, so it is set up first and torn down
+    last; tasks still finishing get a bounded wait.
+    """
+    before = set(asyncio.all_tasks())
+    yield
+    current = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not current and t not in before and not t.done()]
+    if pending:
+        _, still = await asyncio.wait(pending, timeout=2.0)
+        assert not still, f"leaked tasks: {[t.get_name() for t in still]}"
+
+
+StartServer = Callable[..., Awaitable[EmbeddedServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """Start an embedded tone server with ``ServerConfig`` overrides; stopped at teardown."""
+    servers: list[EmbeddedServer] = []
+
+    async def start(**overrides: Any) -> EmbeddedServer:
+        server = EmbeddedServer(ServerConfig(engine="tone", **overrides))
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()

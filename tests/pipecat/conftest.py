@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from cosyvoice_stream.server import EmbeddedServer, ServerConfig
+from cosyvoice_stream.server import EmbeddedServer
 
+#: The root conftest's ``start_server`` fixture.
 StartServer = Callable[..., Awaitable[EmbeddedServer]]
 
 
 @pytest.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    """Every task a test started (service readers, prewarm, core, server) has ended at teardown."""
-    before = set(asyncio.all_tasks())
-    yield
-    current = asyncio.current_task()
-    pending = [t for t in asyncio.all_tasks() if t is not current and t not in before and not t.done()]
-    if pending:
-        _, still = await asyncio.wait(pending, timeout=2.0)
-        assert not still, f"leaked tasks: {[t.get_name() for t in still]}"
-
-
-@pytest.fixture
-async def start_server() -> AsyncIterator[StartServer]:
-    """Start an embedded tone server with ``ServerConfig`` overrides; stopped at teardown."""
-    servers: list[EmbeddedServer] = []
-
-    async def start(**overrides: Any) -> EmbeddedServer:
-        server = EmbeddedServer(ServerConfig(engine="tone", **overrides))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
+async def _tasks_all_end(no_leaked_tasks: None) -> None:
+    """Autouse: the root conftest's leak check applies to every test here."""
 
 
 @pytest.fixture
