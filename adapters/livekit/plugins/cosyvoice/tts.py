@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -46,7 +45,7 @@ from cosyvoice_stream import (
     WordTiming,
 )
 from cosyvoice_stream.endpoint import TokenProvider
-from cosyvoice_stream.options import language_hint
+from cosyvoice_stream.options import SynthesisOptions, language_hint
 from cosyvoice_stream.text import is_ideograph, is_ssml
 
 from .log import logger
@@ -180,12 +179,10 @@ class TTS(tts.TTS):
         if changes:
             self._synth.update_options(**changes)
 
-    def _stream_options(self) -> dict[str, Any]:
-        """A snapshot of the current options, as keyword overrides for one core stream."""
-        options = self._synth.options
-        snapshot = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
-        snapshot["sample_rate"] = self._synth.output_rate
-        return snapshot
+    def _stream_options(self) -> SynthesisOptions:
+        """The options a new stream keeps, whatever ``update_options`` does later
+        (immutable; the output rate is fixed for the plugin's lifetime)."""
+        return self._synth.options
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
@@ -246,7 +243,7 @@ class ChunkedStream(tts.ChunkedStream):
         timed = self._tts.capabilities.aligned_transcript
         first = True
         try:
-            events = self._tts._synth.synthesize(text, **self._options)  # closed on exit
+            events = self._tts._synth.synthesize(text, options=self._options)  # closed on exit
             async with contextlib.aclosing(events):
                 async for event in events:
                     if isinstance(event, AudioChunk):
@@ -291,7 +288,7 @@ class SynthesizeStream(tts.SynthesizeStream):
             stream=True,
         )
         try:
-            core = self._tts._synth.stream(**self._options)
+            core = self._tts._synth.stream(options=self._options)
         except CosyVoiceError as error:
             raise _api_error(error) from error
         transcript = _Transcript(ssml=False)
