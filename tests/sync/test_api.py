@@ -64,7 +64,17 @@ def test_star_import_exports_the_sdk_names() -> None:
         "AudioFormat",
         "ResultCallback",
         "SpeechSynthesizer",
+        "SpeechSynthesizerObjectPool",
     ]
+
+
+def test_all_has_every_name_of_the_sdks_tts_v2() -> None:
+    tts_v2 = pytest.importorskip("dashscope.audio.tts_v2")
+    # Voice cloning (VoiceEnrollmentService/Exception) comes with its own module, never as a stub.
+    expected = set(tts_v2.__all__) - {"VoiceEnrollmentService", "VoiceEnrollmentException"}
+    assert expected <= set(sdk.__all__)
+    for name in sdk.__all__:
+        assert getattr(sdk, name) is not None
 
 
 def test_audio_format_is_the_core_enum_with_every_seed_member() -> None:
@@ -220,7 +230,9 @@ def test_misuse_raises_invalid_task(server: ServerHandle) -> None:
     with pytest.raises(InvalidTaskError, match="already running"):
         synthesizer.call("Another text.")
     assert synthesizer.streaming_complete(MS)
-    synthesizer.streaming_cancel()  # nothing runs: nothing to do
+    with pytest.raises(InvalidTaskError, match="streaming_cancel"):
+        synthesizer.streaming_cancel()  # nothing runs: the SDK's InvalidTask
+    synthesizer.close()  # close() never raises
 
 
 def test_additional_params_are_validated_and_sent(server: ServerHandle) -> None:
@@ -315,10 +327,12 @@ def test_the_key_is_kept_out_of_the_websocket_trace(server: ServerHandle) -> Non
     assert KEY not in trace  # ...without the key
 
 
-def test_zero_or_negative_timeouts_mean_no_limit(server: ServerHandle) -> None:
+def test_zero_timeouts_mean_no_limit_and_negative_ones_are_refused(server: ServerHandle) -> None:
     synthesizer = synth(server)
     assert synthesizer.call("Hello.", timeout_millis=0)
-    assert synthesizer.call("Hello.", timeout_millis=-1)
+    with pytest.raises(InvalidParameterError, match="timeout_millis=-1"):
+        synthesizer.call("Hello.", timeout_millis=-1)
+    assert server.server.connections_opened == 1  # refused before connecting
     synthesizer.streaming_call("Hello.")
     assert synthesizer.streaming_complete(complete_timeout_millis=0)
     with pytest.raises(InvalidParameterError, match="timeout_millis"):

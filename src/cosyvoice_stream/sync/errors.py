@@ -1,8 +1,23 @@
-"""Errors specific to the synchronous SDK-style API (both are CosyVoiceErrors)."""
+"""Errors of the synchronous SDK-style API.
+
+``InvalidTaskError`` and ``WaitTimeoutError`` are ``CosyVoiceError`` s.
+``RequestFailure`` is the SDK's class of the same name
+(``dashscope.common.error.RequestFailure``): every task failure the sync API
+raises is an instance of it *and* of the mapped ``CosyVoiceError`` subclass,
+so ``except RequestFailure:`` handlers written for the SDK and
+``except ServerError:`` handlers written for this package both match.
+"""
 
 from __future__ import annotations
 
-from ..errors import ClientTimeoutError, CosyVoiceError
+import threading
+
+from ..errors import ClientTimeoutError, CosyVoiceError, InvalidParameterError, TaskCancelledError
+
+#: The SDK's ``http_code`` of failures reported over the WebSocket (``WEBSOCKET_ERROR_CODE``).
+WEBSOCKET_ERROR_CODE = 44
+#: Server-provided text kept in a ``RequestFailure`` (a hostile server may send megabytes).
+MAX_FIELD_CHARACTERS = 2000
 
 
 class InvalidTaskError(CosyVoiceError, RuntimeError):
@@ -19,3 +34,105 @@ class WaitTimeoutError(ClientTimeoutError, TimeoutError):
 
     Also a :class:`TimeoutError`, which is what the official SDK raises.
     """
+
+
+class RequestFailure(Exception):
+    """The SDK's ``RequestFailure``: a request the service (or the connection) failed.
+
+    Attributes as in the SDK: ``request_id`` (the task id), ``message`` (the
+    server's ``error_message``), ``name`` (its ``error_code``), ``http_code``
+    (44 for failures reported over the WebSocket, the HTTP status for a
+    refused handshake). ``str()`` has the SDK's form.
+    """
+
+    def __init__(
+        self,
+        request_id: str | None = None,
+        message: str | None = None,
+        name: str | None = None,
+        http_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.message = message
+        self.name = name
+        self.http_code = http_code
+
+    def __str__(self) -> str:
+        return (
+            f"Request failed, request_id: {self.request_id}, "
+            f"http_code: {self.http_code} error_name: {self.name}, "
+            f"error_message: {self.message}"
+        )
+
+
+_combined: dict[type[CosyVoiceError], type[CosyVoiceError]] = {}
+_combined_lock = threading.Lock()
+
+
+def _combined_class(cls: type[CosyVoiceError]) -> type[CosyVoiceError]:
+    """``cls`` with ``RequestFailure`` mixed in (first, for the SDK's ``__str__``); one per class."""
+    with _combined_lock:
+        combined = _combined.get(cls)
+        if combined is None:
+            combined = type(
+                cls.__name__,
+                (RequestFailure, cls),
+                {
+                    "__module__": cls.__module__,
+                    "__qualname__": cls.__qualname__,
+                    "__doc__": f"{cls.__doc__ or cls.__name__}\n\nAlso a ``RequestFailure``.",
+                },
+            )
+            _combined[cls] = combined
+        return combined
+
+
+def _bounded(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_FIELD_CHARACTERS:
+        return text
+    return text[:MAX_FIELD_CHARACTERS] + f"... ({len(text) - MAX_FIELD_CHARACTERS} more characters)"
+
+
+def is_task_failure(error: CosyVoiceError) -> bool:
+    """Failures of the request itself become ``RequestFailure`` s.
+
+    Not: the caller's own mistakes (bad arguments, wrong state), a cancel,
+    and timeouts (the SDK raises ``TimeoutError`` for those, and
+    ``WaitTimeoutError`` is one).
+    """
+    return not isinstance(
+        error,
+        (RequestFailure, InvalidParameterError, InvalidTaskError, ClientTimeoutError, TaskCancelledError),
+    ) or (isinstance(error, InvalidParameterError) and error.task_id is not None)
+
+
+def as_request_failure(
+    error: CosyVoiceError,
+    *,
+    name: str | None = None,
+    message: str | None = None,
+    http_code: int | None = None,
+) -> CosyVoiceError:
+    """``error`` as an instance of ``RequestFailure`` and of its own class (same attributes).
+
+    ``name`` / ``message``: the server's error code and message when it sent
+    a task-failed; else the error's code and message. Errors that are not task
+    failures (see ``is_task_failure``) are returned unchanged.
+    """
+    if isinstance(error, RequestFailure) or not is_task_failure(error):
+        return error
+    combined = _combined_class(type(error))
+    failure = combined.__new__(combined, *error.args)
+    failure.__dict__.update(error.__dict__)
+    if http_code is None:
+        code = error.code or ""
+        http_code = int(code[4:]) if code.startswith("HTTP") and code[4:].isdigit() else WEBSOCKET_ERROR_CODE
+    assert isinstance(failure, RequestFailure)
+    failure.request_id = error.task_id
+    failure.name = _bounded(name if name is not None else (error.code or type(error).__name__))
+    failure.message = _bounded(message if message is not None else error.message)
+    failure.http_code = http_code
+    failure.__cause__ = error.__cause__
+    failure.__suppress_context__ = True
+    return failure
