@@ -71,30 +71,41 @@ class DeadlineSocket:
 
     A socket timeout bounds one read: a server sending one byte every 0.2 s
     never trips it. websocket-client reads frames and the handshake answer
-    through ``recv``; here every read is given only the time left before
-    ``deadline`` (monotonic seconds; None: the plain per-read timeout).
-    ``expired`` tells a timeout by deadline from any other. Writes keep the
-    per-read timeout: the reader's deadline must not cut the caller's sends.
+    through ``recv``; here every read waits only until ``deadline``
+    (monotonic seconds, or a callable returning them, checked again at least
+    every ``SLICE`` s so a deadline that moves, e.g. when the caller finishes
+    the task, is honoured in the middle of a frame; None: the plain per-read
+    timeout). ``expired`` tells a timeout by deadline from any other. Writes
+    keep the per-read timeout: the reader's deadline must not cut the caller's sends.
     """
+
+    SLICE = 0.25
 
     def __init__(self, sock: socket.socket, timeout: float | None) -> None:
         self.raw = sock
-        self.deadline: float | None = None
+        self.deadline: float | Callable[[], float] | None = None
         self.expired = False
         self._timeout = timeout
 
-    def _remaining(self) -> float | None:
-        if self.deadline is None:
-            return self._timeout
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            self.expired = True
-            raise TimeoutError("deadline passed")
-        return remaining if self._timeout is None else min(self._timeout, remaining)
+    def _deadline(self) -> float | None:
+        deadline = self.deadline
+        return deadline() if callable(deadline) else deadline
 
     def recv(self, bufsize: int) -> bytes:
-        self.raw.settimeout(self._remaining())
-        return self.raw.recv(bufsize)
+        deadline = self._deadline()
+        if deadline is None:
+            self.raw.settimeout(self._timeout)
+            return self.raw.recv(bufsize)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.expired = True
+                raise TimeoutError("deadline passed")
+            self.raw.settimeout(min(remaining, self.SLICE))
+            try:
+                return self.raw.recv(bufsize)
+            except TimeoutError:
+                deadline = self._deadline() or deadline  # it may have moved meanwhile
 
     def send(self, data: bytes) -> int:
         self.raw.settimeout(self._timeout)
@@ -109,12 +120,9 @@ class DeadlineSocket:
         self.raw.settimeout(timeout)
 
     def gettimeout(self) -> float | None:
-        # websocket-client waits this long for a TLS record: never past the deadline.
-        try:
-            timeout = self._remaining()
-        except TimeoutError:
-            return 0.001
-        return timeout if timeout is None else max(timeout, 0.001)
+        # websocket-client asks before every read and write (0 would mean non-blocking);
+        # the deadline is enforced in recv() itself.
+        return self._timeout
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
@@ -316,6 +324,7 @@ class TaskRun:
         self._run_sent_at = 0.0
         self._finish_at: float | None = None
         self._last_sent = 0.0
+        self._last_event = 0.0  # the last progress of this task (its own events and audio)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -486,6 +495,11 @@ class TaskRun:
             return self.deadline, _TASK_DEADLINE
         return at, what
 
+    def _frame_deadline(self) -> float:
+        # Without the lock: a caller holding it may be blocked in a send. A value read
+        # while the state changes is at most one slice (DeadlineSocket.SLICE) stale.
+        return self._deadline(self._last_event)[0]
+
     def _timed_out(self, waiting_for: str) -> CosyVoiceError:
         if waiting_for is _TASK_DEADLINE:
             return WaitTimeoutError(
@@ -510,7 +524,7 @@ class TaskRun:
         selector.register(sock, selectors.EVENT_READ, "ws")
         selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         interval, grace = self.liveness.interval, self.liveness.timeout
-        last_rx = last_event = time.monotonic()
+        last_rx = self._last_event = time.monotonic()
         ping_sent_at: float | None = None
         waiting_for = ""
         try:
@@ -521,7 +535,7 @@ class TaskRun:
                     return self.error
                 now = time.monotonic()
                 with self.lock:
-                    deadline, waiting_for = self._deadline(last_event)
+                    deadline, waiting_for = self._deadline(self._last_event)
                 if now >= deadline:
                     return self._timed_out(waiting_for)
                 wake_at = deadline
@@ -546,8 +560,9 @@ class TaskRun:
                             self._wake_r.recv(4096)
                     if "ws" not in ready:
                         continue
-                # The rest of the frame must come before the deadline, however slowly it trickles.
-                guard.deadline = deadline
+                # The rest of the frame must come before the deadline, however slowly it
+                # trickles, and the deadline follows the task (finish() moves it).
+                guard.deadline = self._frame_deadline
                 try:
                     opcode, frame = ws.recv_data_frame(True)
                 finally:
@@ -558,10 +573,10 @@ class TaskRun:
                     data = frame.data
                     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
                     if self._on_frame(text, now, text=True):
-                        last_event = now
+                        self._last_event = now
                 elif opcode == websocket.ABNF.OPCODE_BINARY:
                     if self._on_frame(frame.data, now, text=False):
-                        last_event = now
+                        self._last_event = now
                 elif opcode == websocket.ABNF.OPCODE_CLOSE:
                     return None if self.finished else self._lost(_describe_close(frame.data))
                 if self.finished:
@@ -572,7 +587,7 @@ class TaskRun:
             if self.cancelled:
                 return None
             if guard.expired:
-                return self._timed_out(waiting_for)
+                return self._timed_out(self._deadline(self._last_event)[1])
             return ClientTimeoutError(
                 f"the service stopped in the middle of a message for {self.timeouts.idle:g} s",
                 code="ClientTimeout",
