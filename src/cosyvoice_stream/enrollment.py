@@ -151,7 +151,9 @@ def check_http_url(url: object) -> str:
         parts = urlsplit(url)
         host = parts.hostname
     except ValueError:
-        raise InvalidParameterError("base_http_api_url is not a valid URL", parameter="base_address") from None
+        raise InvalidParameterError(
+            "base_http_api_url is not a valid URL", parameter="base_address"
+        ) from None
     shown = f"{parts.scheme}://{host or ''}{parts.path}"
     if parts.username or parts.password or parts.query:
         raise InvalidParameterError(
@@ -181,7 +183,7 @@ def customization_url(base_url: str) -> str:
 def build_request(
     base_url: str,
     api_key: str | None,
-    input: Mapping[str, Any],  # noqa: A002 - the wire name
+    input: Mapping[str, Any],
     *,
     model: str = ENROLLMENT_MODEL,
     workspace: str | None = None,
@@ -308,7 +310,10 @@ def parse_reply(
         )
     if not isinstance(document, dict):
         raise VoiceEnrollmentError(
-            request_id, status, "ProtocolError", f"the reply is not a JSON object ({content_type or 'no type'})"
+            request_id,
+            status,
+            "ProtocolError",
+            f"the reply is not a JSON object ({content_type or 'no type'})",
         )
     output = document.get("output")
     if output is None:

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..endpoint import Credentials, is_loopback
-from ..errors import InvalidParameterError
 from ..enrollment import (
     ENROLLMENT_MODEL,
     MAX_REPLY_BYTES,
@@ -38,6 +37,7 @@ from ..enrollment import (
     voice_id_of,
     voice_list_of,
 )
+from ..errors import InvalidParameterError
 from .connection import USER_AGENT
 
 #: Seconds one enrollment request may take, connect to last byte (the service
@@ -84,7 +84,10 @@ def send_blocking(request: EnrollmentRequest, timeout: float) -> HttpReply:
             return HttpReply(error.code, content_type, _read(error))
     except TimeoutError:
         raise VoiceEnrollmentError(
-            None, None, "Timeout", f"no reply from {_where(request.url)} within {timeout:g} s ({request.action})"
+            None,
+            None,
+            "Timeout",
+            f"no reply from {_where(request.url)} within {timeout:g} s ({request.action})",
         ) from None
     except (urllib.error.URLError, OSError) as error:
         reason = error.reason if isinstance(error, urllib.error.URLError) else error
@@ -162,7 +165,7 @@ class EnrollmentClient:
     def _secrets(self) -> tuple[str, ...]:
         return self._credentials.secret_values
 
-    def request(self, input: Mapping[str, Any]) -> EnrollmentRequest:  # noqa: A002 - the wire name
+    def request(self, input: Mapping[str, Any]) -> EnrollmentRequest:
         """The HTTP request for one action's ``input``."""
         secrets = self._secrets
         return build_request(
@@ -180,10 +183,10 @@ class EnrollmentClient:
         """The reply read, or ``VoiceEnrollmentError`` (key never in its message)."""
         return parse_reply(http.status, http.content_type, http.body, secrets=self._secrets)
 
-    def call_blocking(self, input: Mapping[str, Any]) -> EnrollmentReply:  # noqa: A002
+    def call_blocking(self, input: Mapping[str, Any]) -> EnrollmentReply:
         return self.reply(send_blocking(self.request(input), self.timeout))
 
-    async def call(self, input: Mapping[str, Any]) -> EnrollmentReply:  # noqa: A002
+    async def call(self, input: Mapping[str, Any]) -> EnrollmentReply:
         request = self.request(input)
         http = await asyncio.to_thread(send_blocking, request, self.timeout)
         return self.reply(http)
@@ -216,7 +219,7 @@ class AsyncVoiceEnrollmentService:
     def model(self) -> str:
         return self._client.model
 
-    async def _call(self, input: Mapping[str, Any]) -> EnrollmentReply:  # noqa: A002
+    async def _call(self, input: Mapping[str, Any]) -> EnrollmentReply:
         try:
             reply = await self._client.call(input)
         except VoiceEnrollmentError as error:

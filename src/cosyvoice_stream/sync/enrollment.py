@@ -60,7 +60,9 @@ class VoiceEnrollmentException(VoiceEnrollmentError):
 
     @classmethod
     def from_error(cls, error: VoiceEnrollmentError) -> VoiceEnrollmentException:
-        return cls(error.request_id, error.status_code, error.code, error.error_message, retryable=error.retryable)
+        return cls(
+            error.request_id, error.status_code, error.code, error.error_message, retryable=error.retryable
+        )
 
 
 def _setting(name: str) -> Any:
@@ -108,7 +110,7 @@ class VoiceEnrollmentService:
     def __repr__(self) -> str:
         return f"VoiceEnrollmentService(base_url={self._client.base_url!r}, api_key=<hidden>)"
 
-    def _call(self, input: dict[str, Any]) -> EnrollmentReply:  # noqa: A002 - the SDK's name
+    def _call(self, input: dict[str, Any]) -> EnrollmentReply:
         try:
             reply = self._client.call_blocking(input)
         except VoiceEnrollmentError as error:
@@ -137,7 +139,9 @@ class VoiceEnrollmentService:
         try:
             return voice_id_of(
                 self._call(
-                    create_voice_input(target_model, prefix, url, language_hints, max_prompt_audio_length, kwargs)
+                    create_voice_input(
+                        target_model, prefix, url, language_hints, max_prompt_audio_length, kwargs
+                    )
                 )
             )
         except VoiceEnrollmentException:
