@@ -142,7 +142,9 @@ def test_voices_created_by_one_client_are_seen_by_the_others(
 
 def test_list_voices_pages_newest_first(enrollment_server: ServerHandle, samples: Path) -> None:
     service = VoiceEnrollmentService(api_key=API_KEY, base_address=enrollment_server.server.enrollment_url)
-    created = [service.create_voice("cosyvoice-v2", "paged", (samples / "good.wav").as_uri()) for _ in range(3)]
+    created = [
+        service.create_voice("cosyvoice-v2", "paged", (samples / "good.wav").as_uri()) for _ in range(3)
+    ]
     try:
         first = service.list_voices(prefix="paged", page_index=0, page_size=2)
         second = service.list_voices(prefix="paged", page_index=1, page_size=2)
