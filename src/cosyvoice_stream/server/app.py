@@ -94,6 +94,7 @@ class EmbeddedServer:
             else None
         )
         context = ServerContext(config, engine, executor)
+        context.voices = self.voices
         for fault in self._pending_faults:
             context.faults.add(fault)
         self._pending_faults.clear()
