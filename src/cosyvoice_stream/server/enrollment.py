@@ -67,6 +67,8 @@ MAX_BODY_BYTES = 64 * 1024
 #: Peak level below which a sample counts as silence (16-bit full scale is 32767).
 _SILENCE_PEAK = 100
 _PAGE_SIZE_MAX = 1000
+#: Name prefix of the API's threads (the embedded server's, so leak checks can tell them apart).
+THREAD_NAME = "cosyvoice-embedded-server-enrollment"
 #: Seconds an idle keep-alive connection is kept (the SDK pools its connections).
 _IDLE_TIMEOUT_S = 30.0
 
@@ -591,7 +593,7 @@ class EnrollmentServer:
         )
         wake = socket.socketpair()
         thread = threading.Thread(
-            target=self._serve, args=(server, wake[0]), name="cosyvoice-enrollment", daemon=True
+            target=self._serve, args=(server, wake[0]), name=f"{THREAD_NAME}-accept", daemon=True
         )
         self._server, self._thread, self._wake = server, thread, wake
         thread.start()
