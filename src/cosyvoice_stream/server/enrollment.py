@@ -592,24 +592,27 @@ class EnrollmentServer:
             (self.host, self.requested_port), EnrollmentService(self.store, self.fetch_timeout), self.api_keys
         )
         wake = socket.socketpair()
+        # Every descriptor is made here, before start() returns, so resource checks see none appear later.
+        selector = selectors.DefaultSelector()
+        selector.register(server, selectors.EVENT_READ)
+        selector.register(wake[0], selectors.EVENT_READ)
         thread = threading.Thread(
-            target=self._serve, args=(server, wake[0]), name=f"{THREAD_NAME}-accept", daemon=True
+            target=self._serve, args=(server, selector, wake[0]), name=f"{THREAD_NAME}-accept", daemon=True
         )
         self._server, self._thread, self._wake = server, thread, wake
         thread.start()
         logger.info("voice cloning API listening on %s", self.url)
 
     @staticmethod
-    def _serve(server: _HttpServer, wake: socket.socket) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(server, selectors.EVENT_READ)
-            selector.register(wake, selectors.EVENT_READ)
+    def _serve(server: _HttpServer, selector: selectors.BaseSelector, wake: socket.socket) -> None:
+        with selector:
             while True:
                 for key, _ in selector.select():
                     if key.fileobj is wake:
                         return
-                    # One accept; the request itself runs on its own thread (ThreadingMixIn).
-                    server.handle_request()
+                    # One accept (no selector of its own, unlike handle_request); the
+                    # request runs on its own thread.
+                    server._handle_request_noblock()  # type: ignore[attr-defined]
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and close the socket (idempotent)."""
