@@ -198,6 +198,20 @@ def test_the_sdk_sees_the_same_refusals(
         assert API_KEY not in str(info.value)
 
 
+def test_a_refusal_before_the_body_is_read_leaves_the_kept_alive_connection_usable(
+    enrollment_server: ServerHandle, samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK pools its connections: a 401 sent before the body was read must not poison the next request.
+    monkeypatch.setattr(dashscope, "base_http_api_url", enrollment_server.server.enrollment_url)
+    for _ in range(3):
+        with pytest.raises(SdkException) as info:
+            SdkService(api_key="sk-wrong").create_voice(
+                "cosyvoice-v2", "pool", (samples / "good.wav").as_uri()
+            )
+        assert "Status Code: 401" in str(info.value)
+        assert isinstance(SdkService(api_key=API_KEY).list_voices(prefix="pool"), list)
+
+
 def test_sample_rules_are_also_enforced_for_the_asyncio_client(
     enrollment_server: ServerHandle, samples: Path
 ) -> None:

@@ -471,12 +471,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         request_id = str(uuid.uuid4())
+        body_read = False
         try:
             self._check_path()
             self._check_key()
             body = self._body()
+            body_read = True
             output = self.server.service.handle(body)
         except EnrollmentRefused as refused:
+            if not body_read:  # its unread bytes would be taken for the next request on this connection
+                self.close_connection = True
             logger.info("customization request refused: %s %s", refused.code, refused.message)
             self._reply(
                 refused.status, {"request_id": request_id, "code": refused.code, "message": refused.message}
@@ -536,6 +540,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status, HTTPStatus(status).phrase)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)
 
