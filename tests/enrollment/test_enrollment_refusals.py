@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import inspect
 import json
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -212,18 +213,31 @@ def test_a_refusal_before_the_body_is_read_leaves_the_kept_alive_connection_usab
         assert isinstance(SdkService(api_key=API_KEY).list_voices(prefix="pool"), list)
 
 
-def test_sample_rules_are_also_enforced_for_the_asyncio_client(
-    enrollment_server: ServerHandle, samples: Path
-) -> None:
-    import asyncio
-
+async def test_the_asyncio_client_sees_the_refusals(enrollment_server: ServerHandle, samples: Path) -> None:
     service = AsyncVoiceEnrollmentService(
         api_key=API_KEY, base_address=enrollment_server.server.enrollment_url
     )
     with pytest.raises(VoiceEnrollmentError) as info:
-        asyncio.run(service.create_voice("cosyvoice-v2", "bad-one", (samples / "good.wav").as_uri()))
+        await service.create_voice("cosyvoice-v2", "bad-one", (samples / "good.wav").as_uri())
     assert info.value.status_code == 400 and "prefix" in info.value.message
+    with pytest.raises(VoiceEnrollmentError) as info:
+        await service.create_voice("cosyvoice-v2", "remote", "https://example.com/a.wav")
+    assert "only from loopback hosts" in info.value.message
     assert API_KEY not in str(info.value)
+
+
+def test_no_log_line_shows_the_key(
+    enrollment_server: ServerHandle, samples: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = enrollment_server.server.enrollment_url
+    good = VoiceEnrollmentService(api_key=API_KEY, base_address=url)
+    voice_id = good.create_voice("cosyvoice-v2", "logs", (samples / "good.wav").as_uri())
+    good.delete_voice(voice_id)
+    _refusal(lambda: good.query_voice(voice_id))
+    _refusal(lambda: VoiceEnrollmentService(api_key=API_KEY + "x", base_address=url).list_voices())
+    assert caplog.records and "customization" in caplog.text
+    assert API_KEY not in caplog.text
 
 
 # -- client-side checks and transport failures --------------------------------
