@@ -64,6 +64,8 @@ def test_star_import_exports_the_sdk_names() -> None:
         "AudioFormat",
         "ResultCallback",
         "SpeechSynthesizer",
+        "VoiceEnrollmentException",
+        "VoiceEnrollmentService",
     ]
 
 

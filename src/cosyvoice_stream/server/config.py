@@ -51,6 +51,10 @@ class ServerConfig:
     max_text_characters: int = 20_000
     #: Billable characters allowed in one task.
     max_task_characters: int = 200_000
+    #: Serve the voice cloning HTTP API (``server.enrollment_url``) next to the WebSocket.
+    enrollment: bool = True
+    #: Port of the voice cloning HTTP API on ``host`` (0: a free port).
+    enrollment_port: int = 0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -74,6 +78,14 @@ class ServerConfig:
             raise ValueError("api_keys must be non-empty strings")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port={self.port!r} is invalid: expected an int in [0, 65535]")
+        if (
+            isinstance(self.enrollment_port, bool)
+            or not isinstance(self.enrollment_port, int)
+            or not 0 <= self.enrollment_port <= 65535
+        ):
+            raise ValueError(
+                f"enrollment_port={self.enrollment_port!r} is invalid: expected an int in [0, 65535]"
+            )
         _non_negative("first_packet_delay_ms", self.first_packet_delay_ms)
         _non_negative("rtf", self.rtf)
         _positive("chunk_ms", self.chunk_ms)

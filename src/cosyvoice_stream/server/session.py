@@ -26,9 +26,10 @@ from ..text import billable_characters, is_ssml, strip_ssml
 from .config import ServerConfig, TaskRecord
 from .encoders import EncoderUnavailableError, TaskEncoder, make_encoder
 from .engines import Engine
+from .enrollment import VoiceStore
 from .faults import Fault, FaultBook
 from .model import Sentence, Synthesis, VoiceSettings, Word
-from .params import TaskError, TaskParameters, invalid, parse_run_task
+from .params import MISMATCH_MESSAGE, TaskError, TaskParameters, invalid, parse_run_task
 from .segmenter import Segmenter, plain_characters
 from .ssml import SsmlError, ssml_sentences
 
@@ -83,6 +84,8 @@ class ServerContext:
         self._lock = threading.Lock()
         #: Set whenever a client message was handled or a frame sent (see EmbeddedServer.wait_until).
         self.changed = asyncio.Event()
+        #: Cloned voices (set by EmbeddedServer): a cloned id speaks only with its target model.
+        self.voices: VoiceStore | None = None
 
     def next_task_sequence(self) -> int:
         with self._lock:
@@ -313,6 +316,8 @@ class Connection:
         self.task = task
         try:
             params, _ = parse_run_task(payload)
+            if context.voices is not None and not context.voices.accepts(params.voice, model):
+                raise invalid(MISMATCH_MESSAGE)  # the service's answer to a voice of another model
             task.params = params
             task.voice = VoiceSettings(
                 voice=params.voice,

@@ -27,6 +27,7 @@ from ..aio.connection import Timeouts as Timeouts
 from ..options import AudioFormat
 from .callback import ErrorMessage as ErrorMessage
 from .callback import ResultCallback
+from .enrollment import VoiceEnrollmentException, VoiceEnrollmentService
 from .errors import InvalidTaskError as InvalidTaskError
 from .errors import WaitTimeoutError as WaitTimeoutError
 from .synthesizer import SpeechSynthesizer
@@ -35,7 +36,15 @@ from .synthesizer import SpeechSynthesizer
 api_key: str | None = None
 #: Endpoint used by synthesizers created without ``url=`` (else ``DASHSCOPE_WEBSOCKET_BASE_URL``).
 base_websocket_api_url: str | None = None
+#: HTTP API root for ``VoiceEnrollmentService`` without ``base_address=`` (else ``DASHSCOPE_HTTP_BASE_URL``).
+base_http_api_url: str | None = None
 
-__all__ = ["AudioFormat", "ResultCallback", "SpeechSynthesizer"]
+__all__ = [
+    "AudioFormat",
+    "ResultCallback",
+    "SpeechSynthesizer",
+    "VoiceEnrollmentException",
+    "VoiceEnrollmentService",
+]
 # ErrorMessage, InvalidTaskError, Timeouts and WaitTimeoutError are public too, but not
-# star-exported: the SDK's ``tts_v2`` star-exports only the three names above.
+# star-exported: the SDK's ``tts_v2`` star-exports only the names above (and its object pool).
