@@ -21,8 +21,8 @@ from .voices import (
     DEFAULT_VOICE,
     FEATURE_NAMES,
     INSTRUCTION_MODELS,
-    Feature,
     KNOWN_MODELS,
+    Feature,
     Voice,
     get_voice,
     voice_models,
@@ -115,6 +115,19 @@ _WIRE_FIELDS: dict[str, str] = {
     "instruction": "instruction",
     "enable_aigc_tag": "enable_aigc_tag",
 }
+
+
+def resolve_word_timestamps(requested: bool | Literal["auto"], voice: str) -> bool:
+    """What ``word_timestamp_enabled=requested`` means for ``voice``.
+
+    ``"auto"`` is True unless the catalogue says the voice has no word
+    timestamps (unknown and cloned voices: True, the service decides). For the
+    adapters, where timings are a default rather than a request.
+    """
+    if requested != "auto":
+        return bool(requested)
+    known = get_voice(voice)
+    return known is None or known.word_timestamps
 
 
 def _unsupported(voice: Voice, feature: Feature, instead: str) -> str:
@@ -307,7 +320,7 @@ class SynthesisOptions:
         """
         voice = get_voice(self.voice)
         if self.word_timestamps_auto:
-            enabled = voice is None or voice.word_timestamps
+            enabled = resolve_word_timestamps("auto", self.voice)
             object.__setattr__(self, "word_timestamp_enabled", enabled)
             if not enabled and log_degraded:
                 logger.info(

@@ -159,7 +159,7 @@ class Voice:
     region_note: str | None
     source: str
 
-    def supports(self, feature: Feature) -> bool:
+    def supports(self, feature: str) -> bool:
         """Whether the voice supports ``"ssml"``, ``"instruct"`` or ``"timestamps"``."""
         if feature == "ssml":
             return self.ssml
@@ -357,7 +357,9 @@ def parse_catalogue(data: Any) -> Catalogue:
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
     """Load the voice list from ``path``, or the copy packaged with this library."""
     if path is None:
-        text = resources.files("cosyvoice_stream").joinpath("data", CATALOGUE_FILE).read_text("utf-8")
+        text = (
+            resources.files("cosyvoice_stream").joinpath("data").joinpath(CATALOGUE_FILE).read_text("utf-8")
+        )
     else:
         text = Path(path).read_text(encoding="utf-8")
     return parse_catalogue(json.loads(text))
