@@ -307,8 +307,8 @@ class SynthesisOptions:
         if models is not None and self.model in KNOWN_MODELS and self.model not in models:
             kind = "a system voice" if get_voice(self.voice) is not None else "a cloned voice"
             raise VoiceModelMismatchError(
-                f"voice={self.voice!r} is {kind} of {', '.join(models)} and cannot be used with"
-                f" model={self.model!r} (the service would fail with code 418)",
+                f"voice={self.voice!r} belongs to the {', '.join(models)} models ({kind}) and cannot"
+                f" be used with model={self.model!r} (the service would fail with code 418)",
                 parameter="voice",
             )
 
