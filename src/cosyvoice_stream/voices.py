@@ -416,3 +416,17 @@ def voice_models(voice: str) -> tuple[str, ...] | None:
         return known.models
     target = cloned_voice_target(voice)
     return (target,) if target is not None else None
+
+
+def update_catalogue(source: str | Path) -> Path:
+    """Copy a newer compiled voice list into this (source-checkout) package.
+
+    The file is validated first, so a malformed list never replaces the packaged
+    one; it is copied byte for byte, so the test comparing the two stays exact.
+    Returns the packaged file's path. Run as ``python -m cosyvoice_stream.voices_cli SOURCE``.
+    """
+    data = Path(source).read_bytes()
+    parse_catalogue(json.loads(data.decode("utf-8")))
+    target = Path(__file__).resolve().parent / "data" / CATALOGUE_FILE
+    target.write_bytes(data)
+    return target

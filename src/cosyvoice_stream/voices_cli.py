@@ -301,3 +301,25 @@ def run_voices(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     return 0
+
+
+def _update_main(argv: Sequence[str]) -> int:
+    """``python -m cosyvoice_stream.voices_cli SOURCE``: refresh the packaged voice list."""
+    from .voices import load_catalogue, update_catalogue
+
+    if len(argv) != 1:
+        print("usage: python -m cosyvoice_stream.voices_cli PATH/TO/cosyvoice-voices.json", file=sys.stderr)
+        return 2
+    written = update_catalogue(argv[0])
+    updated = load_catalogue(written)
+    print(f"{written}: {len(updated)} voices, compiled {updated.compiled.isoformat()}")
+    print(
+        "next: update the voice literals in adapters/livekit/plugins/cosyvoice/models.py"
+        " (tests/livekit/test_livekit_plugin.py compares them with the list)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_update_main(sys.argv[1:]))

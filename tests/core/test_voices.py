@@ -181,3 +181,18 @@ def test_voice_supports_and_json_form() -> None:
     assert data["voice"] == "longanyang" and data["timestamps"] is True
     assert data["instruct_forms"]["cosyvoice-v3-plus"][0].startswith("你说话的情感是<情感值>。")
     json.dumps(data)
+
+
+def test_update_validates_before_replacing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"voices": [{"voice": "x"}]}), encoding="utf-8")
+    packaged = PACKAGED.read_bytes()
+    with pytest.raises(CatalogueError):
+        voices.update_catalogue(bad)
+    assert PACKAGED.read_bytes() == packaged
+    target = tmp_path / "pkg" / "data" / CATALOGUE_FILE
+    target.parent.mkdir(parents=True)
+    monkeypatch.setattr(voices, "__file__", str(tmp_path / "pkg" / "voices.py"))
+    good = tmp_path / "good.json"
+    good.write_bytes(packaged)
+    assert voices.update_catalogue(good) == target and target.read_bytes() == packaged
