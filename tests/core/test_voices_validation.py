@@ -144,3 +144,16 @@ def test_adapters_degrade_where_timestamps_are_a_default(caplog: pytest.LogCaptu
     assert pc.synthesizer is not None and pc.synthesizer.options.word_timestamp_enabled is False
     with pytest.raises(ValueError, match="word timestamps"):
         CosyVoiceTTSService(url=NOWHERE, **V1, prewarm=False, word_timestamps=True)
+
+
+def test_sdk_style_layer_refuses_ssml_on_a_voice_without_it_before_sending() -> None:
+    from cosyvoice_stream.server import EmbeddedServer, ServerConfig
+    from cosyvoice_stream.sync import SpeechSynthesizer
+
+    with EmbeddedServer(ServerConfig(engine="tone")).start_in_thread() as handle:
+        synthesizer = SpeechSynthesizer(**V1, url=handle.url, additional_params={"enable_ssml": True})
+        with pytest.raises(SSMLError, match="longwan"):
+            synthesizer.call("<speak>Hello</speak>")
+        assert handle.server.tasks == []
+        with pytest.raises(InstructionError, match="accepted forms"):
+            SpeechSynthesizer(model="cosyvoice-v3-flash", voice="longanyang", instruction="Be happy.")
