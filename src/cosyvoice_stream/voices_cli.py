@@ -214,7 +214,12 @@ async def synthesize_preview(
 
     async with _service(url, engine) as service:
         async with AsyncSynthesizer(
-            model=model, voice=voice, url=service, sample_rate=PREVIEW_SAMPLE_RATE, keep_warm=0
+            model=model,
+            voice=voice,
+            url=service,
+            sample_rate=PREVIEW_SAMPLE_RATE,
+            keep_warm=0,
+            prestart=False,
         ) as synth:
             result = await synth.synthesize_audio(text)
     where = "embedded server" if service and service.startswith("ws://127.") else "cloud"
