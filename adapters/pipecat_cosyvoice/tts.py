@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -173,7 +173,9 @@ class CosyVoiceTTSService(TTSService):
         token_provider: Callable returning a key or temporary token (instead of ``api_key``).
         word_timestamps: Ask for word timings (``TTSTextFrame`` per word). When
             off, or for voices without timings, the text is pushed when the
-            utterance's audio ends.
+            utterance's audio ends. ``"auto"`` (default): on where the voice
+            catalogue says the voice has them (one log line otherwise);
+            ``True`` for a voice without them is refused.
         timeouts: Client-side deadlines (``cosyvoice_stream.Timeouts``).
         prewarm: Open a connection (and start a task on it) when the pipeline
             starts and after each utterance, so no utterance pays connection set-up.
@@ -198,7 +200,7 @@ class CosyVoiceTTSService(TTSService):
         region: str | None = None,
         workspace: str | None = None,
         token_provider: TokenProvider | None = None,
-        word_timestamps: bool = True,
+        word_timestamps: bool | Literal["auto"] = "auto",
         timeouts: Timeouts | None = None,
         prewarm: bool = True,
         text_aggregation_mode: TextAggregationMode | None = None,

@@ -17,7 +17,8 @@ from .errors import CosyVoiceError
 from .events import AudioChunk, SynthesisComplete
 from .options import FORMATS
 from .text import billable_characters, split_text
-from .voices import DEFAULT_MODEL, DEFAULT_VOICE, MODELS, VOICES
+from .voices import DEFAULT_MODEL, DEFAULT_VOICE, MODELS
+from .voices_cli import add_voices_arguments, run_voices
 
 #: Billable characters per task when a long text is split (well under the 200,000 limit).
 SPEAK_TASK_CHARACTERS = 2_000
@@ -120,20 +121,6 @@ async def _speak(args: argparse.Namespace, text: str) -> int:
     return 0
 
 
-def _voices(args: argparse.Namespace) -> int:
-    print(
-        f"{'voice':<18} {'model generation':<17} {'languages':<10} {'ssml':<5} {'timestamps':<10} description"
-    )
-    for voice in VOICES:
-        if args.model and f"cosyvoice-{voice.generation}" not in args.model:
-            continue
-        print(
-            f"{voice.id:<18} cosyvoice-{voice.generation:<7} {','.join(voice.languages):<10}"
-            f" {'yes' if voice.ssml else 'no':<5} {'yes' if voice.word_timestamps else 'no':<10} {voice.description}"
-        )
-    return 0
-
-
 def _adapters(_: argparse.Namespace) -> int:
     from .adapters import list_adapters
 
@@ -172,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", default="espeak", choices=("espeak", "tone"), help="embedded server engine"
     )
 
-    voices = commands.add_parser("voices", help="list the known voices")
-    voices.add_argument("--model", help="only voices for this model")
+    voices = commands.add_parser("voices", help="list the voice catalogue, or preview a voice")
+    add_voices_arguments(voices)
 
     commands.add_parser("adapters", help="list the framework adapters and whether they are installed")
     return parser
@@ -191,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = _speak_input(args)
             return 2 if text is None else asyncio.run(_speak(args, text))
         if args.command == "voices":
-            return _voices(args)
+            return run_voices(args)
         return _adapters(args)
     except CosyVoiceError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -322,6 +322,8 @@ class TaskProtocol:
     """
 
     def __init__(self, options: SynthesisOptions, *, task_id: str | None = None, ssml: bool = False) -> None:
+        if ssml:
+            options.check_ssml()  # a catalogue voice without SSML: refused before sending
         self.options = options
         self.task_id = task_id or new_task_id()
         self.ssml = ssml

@@ -212,10 +212,8 @@ async def test_bad_api_key_is_fatal_and_never_logged(start_server, logs: list[st
 
 
 async def test_voice_refused_by_the_service_until_settings_change(server) -> None:
-    # A voice the client does not know, refused by the service with code 418.
-    server.add_fault(
-        Fault(kind="fail_task", code="InvalidParameter", message="[tts:]Engine return error code: 418")
-    )
+    # A voice the client does not know (not in the catalogue, not cloned here):
+    # the embedded server refuses it as the service does, with code 418.
     tts = CosyVoiceTTSService(url=server.url, prewarm=False, settings=Settings(voice="my-cloned-voice"))
     probe = Probe()
 

@@ -231,7 +231,7 @@ def test_additional_params_are_validated_and_sent(server: ServerHandle) -> None:
         format=AudioFormat.OGG_OPUS_16KHZ_MONO_16KBPS,
         callback=RecordingCallback(),
         language_hints=["en"],
-        instruction="Speak cheerfully.",
+        instruction="你说话的情感是happy。",
         additional_params={
             "bit_rate": 32,
             "word_timestamp_enabled": True,
@@ -251,7 +251,7 @@ def test_additional_params_are_validated_and_sent(server: ServerHandle) -> None:
     assert params["rate"] == 1.5 and params["word_timestamp_enabled"] is True
     assert params["enable_aigc_tag"] is True and params["aigc_propagator"] == "tester"
     assert params["aigc_propagate_id"] == "p-1" and params["custom_flag"] == {"nested": 1}
-    assert params["language_hints"] == ["en"] and params["instruction"] == "Speak cheerfully."
+    assert params["language_hints"] == ["en"] and params["instruction"] == "你说话的情感是happy。"
 
 
 def test_opus_bit_rate_comes_from_the_format(server: ServerHandle) -> None:

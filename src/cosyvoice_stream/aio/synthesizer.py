@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..endpoint import Credentials, TokenProvider, resolve_url
 from ..errors import InvalidParameterError
@@ -68,7 +68,7 @@ class AsyncSynthesizer:
         speech_rate: float = 1.0,
         pitch_rate: float = 1.0,
         bit_rate: int | None = None,
-        word_timestamp_enabled: bool = False,
+        word_timestamp_enabled: bool | Literal["auto"] = False,
         seed: int = 0,
         language_hints: Sequence[str] | None = None,
         instruction: str | None = None,
@@ -254,6 +254,8 @@ class AsyncSynthesizer:
         ssml = is_ssml(text)
         check_fragment(text, ssml=ssml, characters_sent=0, messages_sent=0)
         resolved, output_rate = self._options_for(overrides, options)
+        if ssml:
+            resolved.check_ssml()
         return self._synthesize(text, resolved, output_rate, ssml)
 
     async def _synthesize(

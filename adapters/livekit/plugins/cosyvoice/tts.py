@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from livekit.agents import (
     APIConnectionError,
@@ -45,7 +45,7 @@ from cosyvoice_stream import (
     WordTiming,
 )
 from cosyvoice_stream.endpoint import TokenProvider
-from cosyvoice_stream.options import SynthesisOptions, language_hint
+from cosyvoice_stream.options import SynthesisOptions, language_hint, resolve_word_timestamps
 from cosyvoice_stream.text import is_ideograph, is_ssml
 
 from .log import logger
@@ -71,6 +71,9 @@ class TTS(tts.TTS):
         language: language hint ("zh", "en", "ja", ... or a BCP-47 tag such as "en-US").
         instruction: style instruction (cosyvoice-v3-flash / -plus only).
         word_timestamps: request word timings and push them as aligned transcripts.
+            ``"auto"`` (default): where the voice catalogue says the voice has
+            them; otherwise no aligned transcript (one log line). ``True`` for a
+            voice without them is refused.
         region, workspace, token_provider, additional_params, timeouts, prestart:
             passed to ``cosyvoice_stream.AsyncSynthesizer``.
 
@@ -92,7 +95,7 @@ class TTS(tts.TTS):
         seed: int = 0,
         language: TTSLanguages | str | None = None,
         instruction: str | None = None,
-        word_timestamps: bool = True,
+        word_timestamps: bool | Literal["auto"] = "auto",
         region: str | None = None,
         workspace: str | None = None,
         token_provider: TokenProvider | None = None,
@@ -101,7 +104,9 @@ class TTS(tts.TTS):
         prestart: bool = True,
     ) -> None:
         super().__init__(
-            capabilities=tts.TTSCapabilities(streaming=True, aligned_transcript=word_timestamps),
+            capabilities=tts.TTSCapabilities(
+                streaming=True, aligned_transcript=resolve_word_timestamps(word_timestamps, voice)
+            ),
             sample_rate=sample_rate,
             num_channels=NUM_CHANNELS,
         )
