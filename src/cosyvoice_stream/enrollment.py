@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from .endpoint import is_loopback
 from .errors import CosyVoiceError, InvalidParameterError
 from .redact import redact
+from .voices import KNOWN_MODELS
 
 #: The HTTP API root of the Beijing region (the SDK's ``dashscope.base_http_api_url``).
 BEIJING_HTTP_URL = "https://dashscope.aliyuncs.com/api/v1"
@@ -39,15 +40,8 @@ ENROLLMENT_MODEL = "voice-enrollment"
 
 ACTIONS: tuple[str, ...] = ("create_voice", "list_voice", "query_voice", "update_voice", "delete_voice")
 
-#: Models a voice can be cloned for (``target_model``).
-TARGET_MODELS: tuple[str, ...] = (
-    "cosyvoice-v3.5-plus",
-    "cosyvoice-v3.5-flash",
-    "cosyvoice-v3-plus",
-    "cosyvoice-v3-flash",
-    "cosyvoice-v2",
-    "cosyvoice-v1",
-)
+#: Models a voice can be cloned for (``target_model``): every CosyVoice model.
+TARGET_MODELS: tuple[str, ...] = KNOWN_MODELS
 #: ``language_hints`` values the clone API documents (only the first is used).
 LANGUAGE_HINTS: tuple[str, ...] = ("zh", "en", "fr", "de", "ja", "ko", "ru")
 #: The prefix rule of the SDK and this project: letters and digits, 1 to 10 of them.
@@ -345,14 +339,6 @@ def voice_list_of(reply: EnrollmentReply) -> list[dict[str, Any]]:
 def cloned_voice_id(target_model: str, prefix: str, unique: str) -> str:
     """The documented form of a cloned voice id: ``<target model>-<prefix>-<unique id>``."""
     return f"{target_model}-{prefix}-{unique}"
-
-
-def target_model_of(voice_id: str) -> str | None:
-    """The target model named at the start of a cloned voice id, if it names one."""
-    for model in TARGET_MODELS:  # longest names first, so v3.5 is not read as v3
-        if voice_id.startswith(f"{model}-") and len(voice_id) > len(model) + 1:
-            return model
-    return None
 
 
 def prefix_problem(prefix: object) -> str | None:

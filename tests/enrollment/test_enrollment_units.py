@@ -17,13 +17,13 @@ from cosyvoice_stream.enrollment import (
     http_base_url,
     list_voice_input,
     parse_reply,
-    target_model_of,
     voice_id_of,
 )
 from cosyvoice_stream.errors import InvalidParameterError
 from cosyvoice_stream.server import EmbeddedServer, ServerConfig
 from cosyvoice_stream.server.cli import add_serve_arguments, config_from_args
 from cosyvoice_stream.server.enrollment import EnrollmentRefused, SampleInfo, VoiceStore, check_sample
+from cosyvoice_stream.voices import cloned_voice_target
 
 from .conftest import API_KEY, wav_bytes
 
@@ -98,9 +98,9 @@ def test_http_base_url_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_cloned_ids_name_their_target_model() -> None:
     assert cloned_voice_id("cosyvoice-v3-plus", "my", "abc") == "cosyvoice-v3-plus-my-abc"
-    assert target_model_of("cosyvoice-v3.5-flash-my-abc") == "cosyvoice-v3.5-flash"
-    assert target_model_of("cosyvoice-v3-flash-my-abc") == "cosyvoice-v3-flash"
-    assert target_model_of("longxiaochun_v2") is None
+    assert cloned_voice_target("cosyvoice-v3.5-flash-my-abc") == "cosyvoice-v3.5-flash"
+    assert cloned_voice_target("cosyvoice-v3-flash-my-abc") == "cosyvoice-v3-flash"
+    assert cloned_voice_target("longxiaochun_v2") is None
 
 
 def test_voice_store_target_model_and_quota() -> None:

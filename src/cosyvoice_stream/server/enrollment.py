@@ -52,7 +52,6 @@ from ..enrollment import (
     cloned_voice_id,
     language_hints_problem,
     prefix_problem,
-    target_model_of,
     target_model_problem,
 )
 
@@ -147,17 +146,6 @@ class VoiceStore:
         with self._lock:
             voice = self._voices.get(voice_id)
             return voice.target_model if voice is not None else None
-
-    def accepts(self, voice: str, model: object) -> bool:
-        """Whether a task may speak ``voice`` with ``model``.
-
-        A voice id of the cloned form (``<CosyVoice model>-...``) speaks only
-        if it is cloned here, and only with its target model; any other name
-        is not this store's to judge.
-        """
-        if target_model_of(voice) is None:
-            return True
-        return self.target_model(voice) == model
 
     def get(self, voice_id: str) -> ClonedVoice | None:
         with self._lock:

@@ -29,7 +29,7 @@ from .engines import Engine
 from .enrollment import VoiceStore
 from .faults import Fault, FaultBook
 from .model import Sentence, Synthesis, VoiceSettings, Word
-from .params import MISMATCH_MESSAGE, TaskError, TaskParameters, invalid, parse_run_task
+from .params import TaskError, TaskParameters, invalid, no_cloned_voices, parse_run_task
 from .segmenter import Segmenter, plain_characters
 from .ssml import SsmlError, ssml_sentences
 
@@ -315,9 +315,8 @@ class Connection:
         task = TaskRun(record, faults=context.faults.take_for_task())
         self.task = task
         try:
-            params, _ = parse_run_task(payload)
-            if context.voices is not None and not context.voices.accepts(params.voice, model):
-                raise invalid(MISMATCH_MESSAGE)  # the service's answer to a voice of another model
+            cloned = context.voices.target_model if context.voices is not None else no_cloned_voices
+            params, _ = parse_run_task(payload, cloned_voice_model=cloned)
             task.params = params
             task.voice = VoiceSettings(
                 voice=params.voice,
