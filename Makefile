@@ -13,6 +13,8 @@ UV := $(VENV)/bin/uv
 CONSTRAINTS := constraints.txt
 DEMO_STAMP := $(VENV)/.installed-demo
 DEV_STAMP := $(VENV)/.installed-dev
+# The demo needs the Pipecat service and the embedded server, nothing else.
+DEMO_EXTRAS := pipecat,server
 
 # uv reads neither pip.conf nor PIP_* variables; it verifies TLS with the system's
 # CA store, like pip does here (a TLS-inspecting proxy's CA is only there).
@@ -32,9 +34,8 @@ endef
 
 .PHONY: install demo test lint typecheck bench soak constraints clean
 
-# The demo needs the Pipecat service and the embedded server, nothing else.
 $(DEMO_STAMP): pyproject.toml $(CONSTRAINTS)
-	$(call install,pipecat,server)
+	$(call install,$(DEMO_EXTRAS))
 	@touch $@
 
 # Everything the test suite, the linters and the benchmarks need (a superset of the demo's).
