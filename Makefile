@@ -23,7 +23,7 @@ export UV_SYSTEM_CERTS ?= 1
 # $(call install,EXTRAS): this project (editable) with EXTRAS, pinned, into the venv.
 define install
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@if { test -x $(UV) || $(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) uv; } \
+	@if { test -x $(UV) || $(PY) -m pip install -qq --disable-pip-version-check -c $(CONSTRAINTS) uv; } \
 		&& $(UV) pip install --python $(PY) --quiet -c $(CONSTRAINTS) -b $(CONSTRAINTS) -e '.[$(1)]'; then \
 		:; \
 	else \
