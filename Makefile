@@ -16,13 +16,15 @@ DEV_STAMP := $(VENV)/.installed-dev
 # The demo needs the Pipecat service and the embedded server, nothing else.
 DEMO_EXTRAS := pipecat,server
 
-# uv reads neither pip.conf nor PIP_* variables; it verifies TLS with the system's
-# CA store, like pip does here (a TLS-inspecting proxy's CA is only there).
+# uv reads neither pip.conf nor PIP_* variables, and by default trusts only its own
+# bundled CA roots: have it use the system's store, so that a TLS-inspecting proxy
+# whose CA is installed there works for uv as it does for pip.
 export UV_SYSTEM_CERTS ?= 1
 
 # $(call install,EXTRAS): this project (editable) with EXTRAS, pinned, into the venv.
 define install
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing .[$(1)] into $(VENV) with the versions of $(CONSTRAINTS)"
 	@if { test -x $(UV) || $(PY) -m pip install -qq --disable-pip-version-check -c $(CONSTRAINTS) uv; } \
 		&& $(UV) pip install --python $(PY) --quiet -c $(CONSTRAINTS) -b $(CONSTRAINTS) -e '.[$(1)]'; then \
 		:; \
