@@ -1,0 +1,69 @@
+"""The one language table of the package: ``language_hints`` values and the CJK check.
+
+Every layer (options validation, the Pipecat service, the LiveKit plugin)
+maps a user's language through ``language_hint``/``find_language_hint``, so a
+tag accepted by one adapter is accepted by the other. ``unspaced`` is the one
+test for scripts written without spaces between words.
+"""
+
+from __future__ import annotations
+
+from .errors import InvalidParameterError
+from .text import is_ideograph
+
+#: The ``language_hints`` values the service understands.
+LANGUAGES: tuple[str, ...] = ("zh", "en", "fr", "de", "ja", "ko", "ru")
+
+#: ISO 639-2/3 codes (and Cantonese, which CosyVoice speaks under the ``zh`` hint).
+LANGUAGE_ALIASES: dict[str, str] = {
+    "cmn": "zh",
+    "yue": "zh",
+    "zho": "zh",
+    "chi": "zh",
+    "eng": "en",
+    "fra": "fr",
+    "fre": "fr",
+    "deu": "de",
+    "ger": "de",
+    "jpn": "ja",
+    "kor": "ko",
+    "rus": "ru",
+}
+
+
+def find_language_hint(language: object) -> str | None:
+    """The hint for a BCP-47 tag, a POSIX locale or an ISO code; None when there is none.
+
+    ``"en-US"`` -> ``"en"``, ``"zh_CN"`` -> ``"zh"``, ``"zh-Hans-CN"`` -> ``"zh"``,
+    ``"yue"`` -> ``"zh"``, ``"eng"`` -> ``"en"``. Enum members (Pipecat's
+    ``Language``) are read through their ``value``.
+    """
+    value = getattr(language, "value", language)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    primary = value.strip().replace("_", "-").split("-")[0].lower()
+    primary = LANGUAGE_ALIASES.get(primary, primary)
+    return primary if primary in LANGUAGES else None
+
+
+def language_hint(language: object) -> str:
+    """Like ``find_language_hint``, but a language without a hint is an ``InvalidParameterError``."""
+    hint = find_language_hint(language)
+    if hint is None:
+        shown = getattr(language, "value", language)
+        raise InvalidParameterError(
+            f"language={shown!r} is invalid: expected a language tag of one of {', '.join(LANGUAGES)}"
+            " (or a regional variant such as en-US, zh_CN)",
+            parameter="language",
+        )
+    return hint
+
+
+def unspaced(char: str) -> bool:
+    """A character of a script written without spaces (CJK ideographs, kana, CJK
+    and full-width punctuation): no space goes between it and its neighbours."""
+    return bool(char) and (
+        is_ideograph(char)
+        or "\u3000" <= char <= "\u30ff"  # CJK punctuation, hiragana, katakana
+        or "\uff00" <= char <= "\uffef"  # full-width forms
+    )
