@@ -8,8 +8,14 @@ test for scripts written without spaces between words.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from .errors import InvalidParameterError
 from .text import is_ideograph
+
+if TYPE_CHECKING:  # timestamps imports protocol, which imports options, which imports this
+    from .timestamps import WordTiming
 
 #: The ``language_hints`` values the service understands.
 LANGUAGES: tuple[str, ...] = ("zh", "en", "fr", "de", "ja", "ko", "ru")
@@ -67,3 +73,17 @@ def unspaced(char: str) -> bool:
         or "\u3000" <= char <= "\u30ff"  # CJK punctuation, hiragana, katakana
         or "\uff00" <= char <= "\uffef"  # full-width forms
     )
+
+
+def spacing_runs(words: Iterable[WordTiming]) -> list[tuple[bool, list[WordTiming]]]:
+    """Consecutive words grouped by ``unspaced`` script: ``(True, [...])`` for words
+    written without spaces between them, ``(False, [...])`` for the others, in order
+    (frameworks join the first kind without spaces and the second with them)."""
+    runs: list[tuple[bool, list[WordTiming]]] = []
+    for word in words:
+        kind = any(unspaced(ch) for ch in word.text)
+        if runs and runs[-1][0] == kind:
+            runs[-1][1].append(word)
+        else:
+            runs.append((kind, [word]))
+    return runs

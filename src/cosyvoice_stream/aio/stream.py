@@ -395,7 +395,9 @@ class SynthesisStream:
         self._new_run()  # connect and start the task now, while text is on its way
 
     def _new_run(self) -> _TaskRun:
-        run = _TaskRun(self._synth, self.options, self.sample_rate, self._ssml, self._text_length, self._timeouts)
+        run = _TaskRun(
+            self._synth, self.options, self.sample_rate, self._ssml, self._text_length, self._timeouts
+        )
         self._runs.append(run)
         self._current = run
         self._changed.set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -135,6 +135,7 @@ class AsyncSynthesizer:
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[ConnectionListener] = []
+        self._prewarming: asyncio.Task[None] | None = None
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a stream's task, tracked so ``aclose()`` can end it."""
@@ -199,7 +200,9 @@ class AsyncSynthesizer:
 
     async def _open_connection(self) -> Connection:
         try:
-            conn = await Connection.open(self.url, self._credentials, self.timeouts, workspace=self._workspace)
+            conn = await Connection.open(
+                self.url, self._credentials, self.timeouts, workspace=self._workspace
+            )
         except CosyVoiceError as error:
             self._notify("connection_error", error)
             raise
@@ -237,6 +240,30 @@ class AsyncSynthesizer:
         when ``prestart``), so the first utterance pays no connection set-up."""
         self._check_open()
         await self.pool.prewarm(connections)
+
+    def prewarm_soon(self, on_error: Callable[[CosyVoiceError], Awaitable[None]] | None = None) -> None:
+        """``prewarm()`` in the background (one at a time; ``aclose()`` ends it).
+
+        A retryable failure is logged: the next utterance connects, and reports,
+        by itself. Any other failure goes to ``on_error`` (else it is logged).
+        Without a running event loop this does nothing.
+        """
+        if self._closed or (self._prewarming is not None and not self._prewarming.done()):
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._prewarming = self._spawn(self._prewarm_reporting(on_error))
+
+    async def _prewarm_reporting(self, on_error: Callable[[CosyVoiceError], Awaitable[None]] | None) -> None:
+        try:
+            await self.prewarm()
+        except CosyVoiceError as error:
+            if error.retryable or on_error is None:
+                logger.warning("cosyvoice prewarm failed: %s", error)
+            else:
+                await on_error(error)
 
     @property
     def pool_stats(self) -> PoolStats:
