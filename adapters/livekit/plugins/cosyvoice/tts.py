@@ -31,26 +31,22 @@ from livekit.agents.voice.io import TimedString
 from cosyvoice_stream import (
     AsyncSynthesizer,
     AudioChunk,
-    AuthenticationError,
     ClientTimeoutError,
     ConnectionLostError,
     CosyVoiceError,
-    InvalidParameterError,
-    ServerError,
     ServerTimeoutError,
     SynthesisComplete,
     TaskMetrics,
-    ThrottlingError,
     Timeouts,
     WordTimestamps,
 )
 from cosyvoice_stream.endpoint import TokenProvider
+from cosyvoice_stream.failures import http_status
 from cosyvoice_stream.languages import language_hint
 from cosyvoice_stream.options import SynthesisOptions
 from cosyvoice_stream.text import is_ssml
 from cosyvoice_stream.transcript import TimedPiece, TranscriptAligner
 
-from .log import logger
 from .models import DEFAULT_MODEL, DEFAULT_VOICE, TTSLanguages, TTSModels, TTSVoices
 
 NUM_CHANNELS = 1
@@ -130,7 +126,6 @@ class TTS(tts.TTS):
             prestart=prestart,
         )
         self._streams: weakref.WeakSet[SynthesizeStream] = weakref.WeakSet()
-        self._prewarm_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"cosyvoice.TTS({self._synth!r})"
@@ -206,28 +201,15 @@ class TTS(tts.TTS):
         return stream
 
     def prewarm(self) -> None:
-        """Open a warm connection (with a task already started) in the background."""
-        if self._prewarm_task is not None and not self._prewarm_task.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no event loop yet: the first stream connects instead
-        self._prewarm_task = loop.create_task(self._prewarm(), name="cosyvoice.TTS.prewarm")
-
-    async def _prewarm(self) -> None:
-        try:
-            await self._synth.prewarm()
-        except CosyVoiceError as error:
-            logger.warning("cosyvoice prewarm failed: %s", error)
+        """Open a warm connection (with a task already started) in the background;
+        a failure is logged and the first stream connects instead."""
+        self._synth.prewarm_soon()
 
     async def aclose(self) -> None:
         for stream in list(self._streams):
             await stream.aclose()
         self._streams.clear()
-        if self._prewarm_task is not None:
-            await utils.aio.cancel_and_wait(self._prewarm_task)
-        await self._synth.aclose()
+        await self._synth.aclose()  # ends a prewarm still running
 
 
 class ChunkedStream(tts.ChunkedStream):
@@ -381,7 +363,7 @@ def _api_error(error: CosyVoiceError) -> APIError:
         return APITimeoutError("CosyVoice timed out", retryable=retryable)
     if isinstance(error, ConnectionLostError):
         return APIConnectionError("CosyVoice connection failed", retryable=retryable)
-    status = _status_code(error)
+    status = http_status(error)
     if status is not None:
         return APIStatusError(
             str(error),
@@ -391,21 +373,6 @@ def _api_error(error: CosyVoiceError) -> APIError:
             retryable=retryable,
         )
     return APIError(f"CosyVoice failed: {error}", retryable=retryable)
-
-
-def _status_code(error: CosyVoiceError) -> int | None:
-    code = error.code or ""
-    if code.startswith("HTTP") and code[4:].isdigit():
-        return int(code[4:])
-    if isinstance(error, AuthenticationError):
-        return 401
-    if isinstance(error, InvalidParameterError):
-        return 400
-    if isinstance(error, ThrottlingError):
-        return 429
-    if isinstance(error, ServerError):
-        return 500
-    return None
 
 
 def _timed(pieces: Sequence[TimedPiece]) -> list[TimedString]:
