@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from loguru import logger
@@ -46,15 +46,13 @@ from cosyvoice_stream import (
     SynthesisStream,
     Timeouts,
     WordTiming,
-    billable_characters,
 )
 from cosyvoice_stream.aio.synthesizer import ConnectionEvent
 from cosyvoice_stream.endpoint import TokenProvider
 from cosyvoice_stream.failures import describe_failure, error_kind
 from cosyvoice_stream.keywords import accepted_keywords, check_keywords
 from cosyvoice_stream.languages import find_language_hint, language_hint, spacing_runs
-from cosyvoice_stream.text import is_ssml
-from cosyvoice_stream.voices import DEFAULT_MODEL, DEFAULT_VOICE
+from cosyvoice_stream.text import is_complete_ssml
 
 __all__ = ["CosyVoiceTTSService", "CosyVoiceTTSSettings", "language_to_cosyvoice_language"]
 
@@ -100,19 +98,12 @@ class CosyVoiceTTSSettings(TTSSettings):
 #: none: the core's table, shared with the LiveKit plugin (``en-US``, ``zh_CN``, ``yue``, ``eng``).
 language_to_cosyvoice_language = find_language_hint
 
-#: The store-mode defaults; also what a setting left unset (or None) means.
+#: Settings that are core options of the same name, with the core's defaults (store-mode
+#: values; also what a setting left unset, or None, means).
 _DEFAULTS: dict[str, Any] = {
-    "model": DEFAULT_MODEL,
-    "voice": DEFAULT_VOICE,
-    "speech_rate": 1.0,
-    "pitch_rate": 1.0,
-    "volume": 50,
-    "seed": 0,
-    "instruction": None,
-    "enable_aigc_tag": False,
-    "aigc_propagator": None,
-    "aigc_propagate_id": None,
-    "additional_params": {},
+    f.name: getattr(SynthesisOptions(), f.name)
+    for f in fields(CosyVoiceTTSSettings)
+    if f.name in {o.name for o in fields(SynthesisOptions)}
 }
 
 
@@ -137,17 +128,11 @@ class _Utterance:
     context_id: str
     stream: SynthesisStream
     reader: asyncio.Task[None] | None = None
-    characters: int = 0  # billable characters pushed (estimate)
     characters_reported: int = 0
     ssml: bool = False  # one SSML document, sent whole
     finishing: bool = False
     cancelled: bool = False
     first_audio: bool = False
-
-
-def _is_ssml_document(text: str) -> bool:
-    """A complete ``<speak>...</speak>`` document (a TTSSpeakFrame's text), not a token of one."""
-    return is_ssml(text) and text.rstrip().endswith("</speak>")
 
 
 class CosyVoiceTTSService(TTSService, _BillableUsage):
@@ -211,17 +196,14 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
         **kwargs: Any,
     ) -> None:
         name = type(self).__name__
-        bases = (cls.__init__ for cls in TTSService.__mro__ if "__init__" in vars(cls))
         moved = {field: f"settings={name}.Settings({field}=...)" for field in _DEFAULTS}
-        check_keywords(name, kwargs, accepted_keywords(*bases), moved)
+        check_keywords(name, kwargs, accepted_keywords(TTSService), moved)
         store = CosyVoiceTTSSettings(language=None, **_DEFAULTS)
         if voice_id is not None:
             self._warn_init_param_moved_to_settings("voice_id", "voice")
-            store.voice = voice_id
-        if model is not None:
-            store.model = model
-        if voice is not None:
-            store.voice = voice
+        for name, value in (("model", model), ("voice", voice_id), ("voice", voice)):
+            if value is not None:  # voice= wins over the deprecated voice_id=
+                setattr(store, name, value)
         if settings is not None:
             store.apply_update(settings)  # type: ignore[arg-type]
         # With SENTENCE aggregation Pipecat sends each sentence without the space
@@ -332,22 +314,21 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
         reader task, tagged with this context id.
         """
         utterance = self._utterances.get(context_id)
-        if utterance is not None and utterance.ssml:
-            error = SSMLError("CosyVoice takes one SSML document per utterance, sent whole", parameter="text")
-            await self.push_error(f"CosyVoice refused the text: {error}", exception=error)
-            yield None
-            return
         if context_id in self._ended or (utterance is not None and utterance.finishing):
-            # The context's task failed (its remaining text is dropped; the next
-            # context starts afresh) or was finished (Pipecat sends no more text then).
-            logger.debug(f"{self}: context {context_id} has ended; not speaking [{text}]")
+            if utterance is not None and utterance.ssml:  # finished by its one document
+                error = SSMLError("one SSML document per utterance, sent whole", parameter="text")
+                await self.push_error(f"CosyVoice refused the text: {error}", exception=error)
+            else:
+                # The context's task failed (its remaining text is dropped; the next
+                # context starts afresh) or was finished (Pipecat sends no more text then).
+                logger.debug(f"{self}: context {context_id} has ended; not speaking [{text}]")
             yield None
             return
         try:
             if utterance is None:
-                utterance = self._begin_utterance(context_id, ssml=_is_ssml_document(text))
+                # A whole document is a TTSSpeakFrame's text (an LLM's would come token by token).
+                utterance = self._begin_utterance(context_id, ssml=is_complete_ssml(text))
             utterance.stream.push_text(text)
-            utterance.characters += billable_characters(text)
             if utterance.ssml:
                 # An SSML document (a TTSSpeakFrame's whole text) is one message with
                 # enable_ssml; CosyVoice takes nothing more in that task.
@@ -410,7 +391,7 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
                 if event.words:
                     await self._add_words(ctx, event.words)
                 if isinstance(event, SynthesisComplete):
-                    await self._report_usage(utterance, event.metrics.billable_characters)
+                    await self._report_usage(utterance)
         except CosyVoiceError as error:
             failure = error
         except Exception as error:  # a bug must not leave the context open forever
@@ -423,7 +404,7 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
         if failure is not None:
             if not utterance.first_audio:
                 await self.cancel_ttfb_metrics()  # no first byte to report
-            await self._report_usage(utterance, None)
+            await self._report_usage(utterance)
             await self._report_failure(failure)
         await self._end_context(ctx)
 
@@ -459,7 +440,7 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
         await utterance.stream.cancel()
         if utterance.reader is not None and not utterance.reader.done():
             await self.cancel_task(utterance.reader)
-        await self._report_usage(utterance, None)
+        await self._report_usage(utterance)
 
     # -- settings -------------------------------------------------------------
     def _core_options(self, settings: CosyVoiceTTSSettings | None = None) -> dict[str, Any]:
@@ -484,7 +465,7 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
         apply from the next utterance on.
         """
         candidate = copy.deepcopy(self._settings)
-        candidate.apply_update(delta)
+        candidate.apply_update(delta)  # type: ignore[arg-type]
         try:
             options = self._core_options(candidate)
             SynthesisOptions().replace(**options)  # validated together, before anything changes
@@ -511,10 +492,10 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
         return changed
 
     # -- metrics and errors ---------------------------------------------------
-    async def _report_usage(self, utterance: _Utterance, billed: int | None) -> None:
-        """TTS usage in billable characters: the service's figure when it gave one,
-        else (interrupted or failed) the estimate of the text sent."""
-        characters = (billed if billed is not None else utterance.characters) - utterance.characters_reported
+    async def _report_usage(self, utterance: _Utterance) -> None:
+        """TTS usage in billable characters not reported yet: the service's figure for
+        finished tasks, the estimate of the text sent for the others (interrupted, failed)."""
+        characters = utterance.stream.billable_characters - utterance.characters_reported
         utterance.characters_reported += max(0, characters)
         if characters > 0 and self.can_generate_metrics() and self.usage_metrics_enabled:
             model = self._settings.model if isinstance(self._settings.model, str) else ""

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping
 
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
-def accepted_keywords(*functions: Callable[..., Any]) -> set[str]:
-    """Every parameter name the functions take by keyword (``self`` excluded)."""
+def accepted_keywords(*classes: type) -> set[str]:
+    """Every parameter name the classes' constructors (and their bases') take by keyword."""
     return {
         name
-        for function in functions
-        for name, parameter in inspect.signature(function).parameters.items()
+        for cls in classes
+        for base in cls.__mro__
+        if "__init__" in vars(base) and base is not object
+        for name, parameter in inspect.signature(vars(base)["__init__"]).parameters.items()
         if parameter.kind in _NAMED and name != "self"
     }
 

@@ -61,6 +61,7 @@ class _TaskRun:
         self.pushed: list[tuple[str, float]] = []  # all text, replayed if a stale connection is retried
         self.delivered = False
         self.reused = False
+        self.billed: int | None = None  # the service's figure, once the task completed
         self.characters = 0
         self.messages = 0
         self.has_text = False
@@ -408,6 +409,12 @@ class SynthesisStream:
         return self._cancelled
 
     @property
+    def billable_characters(self) -> int:
+        """Billable characters so far: the service's figure for each completed task,
+        the estimate of the text sent for the others (running, cancelled, failed)."""
+        return sum(run.characters if run.billed is None else run.billed for run in self._runs)
+
+    @property
     def task_ids(self) -> list[str]:
         return [run.session.task_id for run in self._runs if run.session is not None]
 
@@ -501,6 +508,7 @@ class SynthesisStream:
                 raise item
             if isinstance(item, SynthesisComplete):
                 self.metrics.append(item.metrics)
+                run.billed = item.metrics.billable_characters
                 self._audio_offset += item.metrics.audio_duration
                 self._read_index += 1
                 return item
