@@ -197,7 +197,7 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
     ) -> None:
         name = type(self).__name__
         moved = {field: f"settings={name}.Settings({field}=...)" for field in _DEFAULTS}
-        check_keywords(name, kwargs, accepted_keywords(TTSService), moved)
+        check_keywords(name, kwargs, accepted_keywords(type(self)), moved)
         store = CosyVoiceTTSSettings(language=None, **_DEFAULTS)
         if voice_id is not None:
             self._warn_init_param_moved_to_settings("voice_id", "voice")
@@ -279,10 +279,9 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
 
     async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
         await super().setup(setup)
-        if self._synth is None:
-            self._synth = self._make_synthesizer(self.sample_rate)
-        else:
-            self._synth.update_options(sample_rate=self.sample_rate)
+        # The pipeline's output rate is known now; a stopped service gets a new synthesizer.
+        self._synth = self._synth or self._make_synthesizer(self.sample_rate)
+        self._synth.update_options(sample_rate=self.sample_rate)
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
@@ -487,7 +486,12 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
         if changed.keys() & {"voice", "model", "language"} and turn and self.audio_context_available(turn):
             # A CosyVoice task keeps the voice it started with: finish the turn's
             # context, and the rest of the turn opens a new one with the new settings.
+            # As Cartesia does: the sentence pending in the old context is finalized
+            # first, or its words (heard, in the old voice) would drop out of the transcript.
+            sequenced = await self._aggregated_frame_sequencer.finalize(turn)
+            await self._push_sequencer_frames(sequenced, turn)
             await self.flush_audio(context_id=turn)
+            self._turn_context_id = None  # else create_context_id() hands back the turn's id
             self._turn_context_id = self.create_context_id()
         return changed
 
@@ -503,8 +507,7 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
             await self.push_frame(MetricsFrame(data=[data]))
 
     async def _report_failure(self, error: Exception) -> None:
-        category = self._classify_error(error)
-        permanent = category is not None and category.is_permanent
+        permanent = isinstance(error, CosyVoiceError) and ErrorCategory(error_kind(error)).is_permanent
         await self.push_error(
             describe_failure(error, permanent=permanent), exception=error, force_treat_as_permanent=permanent
         )
