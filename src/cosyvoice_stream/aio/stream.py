@@ -295,6 +295,9 @@ class _TaskRun:
         if self.abandoned and session.protocol.state in (TaskState.STARTING, TaskState.STARTED):
             self._interrupt(_ABANDON)
         else:
+            # The wait for the first audio starts now, not at the server's last message
+            # (which may be long ago when the text came slowly).
+            self._last_activity = asyncio.get_running_loop().time()
             self._schedule_watchdog()
 
     async def _reader(self, conn: Connection, session: TaskSession) -> bool:
