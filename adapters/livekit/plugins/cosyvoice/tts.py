@@ -71,7 +71,7 @@ class TTS(tts.TTS):
         word_timestamps: request word timings and push them as aligned transcripts.
         region, workspace, token_provider, additional_params, timeouts, prestart:
             passed to ``cosyvoice_stream.AsyncSynthesizer``. A stream's
-            ``conn_options.timeout`` replaces ``timeouts.connect``, ``start``,
+            ``conn_options.timeout`` also bounds ``timeouts.connect``, ``start``,
             ``first_audio`` and ``idle`` for that stream, as LiveKit expects.
 
     Every parameter is validated here, before any connection, with an error
@@ -185,9 +185,11 @@ class TTS(tts.TTS):
 
     def _stream_timeouts(self, conn_options: APIConnectOptions) -> Timeouts:
         """LiveKit's per-request timeout bounds the wait for a connection and each wait
-        for the server; silence while the LLM may still send text is not one of them."""
-        t = conn_options.timeout
-        return dataclasses.replace(self._synth.timeouts, connect=t, start=t, first_audio=t, idle=t)
+        for the server (a tighter ``timeouts=`` value still applies); silence while the
+        LLM may still send text is not one of them."""
+        mine, t = self._synth.timeouts, conn_options.timeout
+        waits = {name: min(t, getattr(mine, name)) for name in ("connect", "start", "first_audio", "idle")}
+        return dataclasses.replace(mine, **waits)
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
