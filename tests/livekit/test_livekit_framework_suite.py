@@ -14,7 +14,7 @@ What is checked differently, and why:
   250 ms of audio).
 * Timing tolerances are LiveKit's shape (``timeout`` honoured, not the core's
   10 s default) with room for a shared CI machine: at least the timeout, at
-  most the timeout plus 2 s.
+  most the timeout plus 2 to 2.5 s.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ async def _timeout_case(engine: tts.TTS, run) -> None:  # type: ignore[no-untype
         await asyncio.wait_for(run(APIConnectOptions(max_retry=3, timeout=0.5, retry_interval=0.0)), LIMIT)
     elapsed = time.monotonic() - started
     # Four attempts of 0.5 s, plus LiveKit's fixed 0.1 s before the first retry.
-    assert 2.0 <= elapsed <= 4.1, f"expected ~2.1 s for four attempts, got {elapsed:.2f} s"
+    assert 2.0 <= elapsed <= 4.5, f"expected ~2.1 s for four attempts, got {elapsed:.2f} s"
     assert [e.recoverable for e in errors] == [True, True, True, False]
     assert all(isinstance(e.error, APITimeoutError) and e.error.retryable for e in errors)
     assert not metrics

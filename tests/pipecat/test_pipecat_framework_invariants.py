@@ -210,7 +210,9 @@ async def test_connection_events_fire_on_connect_and_disconnect(server: Embedded
     await log.wait_for(lambda log: log.count("on_disconnected") == log.count("on_connected") >= 1)
 
     assert log.seen[0] == ("on_connected",)
-    assert log.count("on_connected") == server.connections_opened
+    # Every connection heard of was really opened (a spare cut short by the shutdown may
+    # reach the server without ever completing on the client side).
+    assert 1 <= log.count("on_connected") <= server.connections_opened
     assert log.count("on_connection_error") == 0
 
 
