@@ -195,15 +195,15 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
         text_aggregation_mode: TextAggregationMode | None = None,
         **kwargs: Any,
     ) -> None:
-        name = type(self).__name__
-        moved = {field: f"settings={name}.Settings({field}=...)" for field in _DEFAULTS}
-        check_keywords(name, kwargs, accepted_keywords(type(self)), moved)
+        owner = type(self).__name__
+        moved = {key: f"settings={owner}.Settings({key}=...)" for key in _DEFAULTS}
+        check_keywords(owner, kwargs, accepted_keywords(type(self)), moved)
         store = CosyVoiceTTSSettings(language=None, **_DEFAULTS)
         if voice_id is not None:
             self._warn_init_param_moved_to_settings("voice_id", "voice")
-        for name, value in (("model", model), ("voice", voice_id), ("voice", voice)):
+        for key, value in (("model", model), ("voice", voice_id), ("voice", voice)):
             if value is not None:  # voice= wins over the deprecated voice_id=
-                setattr(store, name, value)
+                setattr(store, key, value)
         if settings is not None:
             store.apply_update(settings)  # type: ignore[arg-type]
         # With SENTENCE aggregation Pipecat sends each sentence without the space
