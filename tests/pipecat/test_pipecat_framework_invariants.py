@@ -51,6 +51,7 @@ from pipecat.pipeline.runner import WorkerRunner
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.metrics.frame_processor_metrics import FrameProcessorMetrics
 from pipecat.services.tts_service import TTSService
+from pipecat.utils import deprecation
 from pipecat_cosyvoice import CosyVoiceTTSService
 from pipecat_helpers import (
     WAIT_S,
@@ -280,6 +281,7 @@ async def test_no_span_without_tracing(server: EmbeddedServer) -> None:
 
 # -- constructor contracts -------------------------------------------------------------------
 async def test_voice_id_is_honoured_with_the_deprecation_warning(server: EmbeddedServer) -> None:
+    deprecation._warned_sites.clear()  # Pipecat warns once per call site per process
     with pytest.warns(DeprecationWarning, match=r"voice_id=.*Settings\(voice=\.\.\.\)"):
         tts = CosyVoiceTTSService(url=server.url, voice_id="longanhuan")
     assert tts.settings.voice == "longanhuan"
