@@ -16,6 +16,8 @@ from enum import Enum
 from typing import Any, Literal
 
 from .errors import InstructionError, InvalidParameterError, SSMLError, VoiceModelMismatchError
+from .languages import LANGUAGES
+from .languages import language_hint as language_hint  # re-exported: options.language_hint is public
 from .voices import (
     DEFAULT_MODEL,
     DEFAULT_VOICE,
@@ -35,7 +37,6 @@ SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 44100, 480
 FORMATS: tuple[str, ...] = ("pcm", "wav", "mp3", "opus")
 #: Opus runs at these rates only (the SDK's OGG_OPUS members; the service refuses others).
 OPUS_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000, 48000)
-LANGUAGES: tuple[str, ...] = ("zh", "en", "fr", "de", "ja", "ko", "ru")
 MAX_INSTRUCTION_LENGTH = 128
 
 
@@ -375,37 +376,6 @@ class SynthesisOptions:
         if audio_format.wire_format == "opus":
             kwargs.setdefault("bit_rate", audio_format.bit_rate)
         return cls(format=audio_format.wire_format, sample_rate=audio_format.wire_sample_rate, **kwargs)
-
-
-_LANGUAGE_ALIASES = {
-    "cmn": "zh",
-    "yue": "zh",
-    "zho": "zh",
-    "chi": "zh",
-    "eng": "en",
-    "fra": "fr",
-    "fre": "fr",
-    "deu": "de",
-    "ger": "de",
-    "jpn": "ja",
-    "kor": "ko",
-    "rus": "ru",
-}
-
-
-def language_hint(language: str) -> str:
-    """The CosyVoice ``language_hints`` value for a BCP-47 tag or language name.
-
-    ``"en-US"`` -> ``"en"``, ``"zh-Hans-CN"`` -> ``"zh"``, ``"cmn"`` -> ``"zh"``.
-    Raises ``InvalidParameterError`` for languages the service has no hint for.
-    """
-    if not isinstance(language, str) or not language.strip():
-        raise _fail("language", language, f"a language tag of one of {', '.join(LANGUAGES)}")
-    primary = language.strip().replace("_", "-").split("-")[0].lower()
-    primary = _LANGUAGE_ALIASES.get(primary, primary)
-    if primary not in LANGUAGES:
-        raise _fail("language", language, f"a language tag of one of {', '.join(LANGUAGES)}")
-    return primary
 
 
 def service_sample_rate(requested: int) -> int:

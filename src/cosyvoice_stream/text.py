@@ -44,6 +44,11 @@ def is_ssml(text: str) -> bool:
     return _SSML_RE.match(text) is not None
 
 
+def is_complete_ssml(text: str) -> bool:
+    """A whole ``<speak>...</speak>`` document, not the first token of one (streamed text)."""
+    return is_ssml(text) and text.rstrip().endswith("</speak>")
+
+
 def strip_ssml(text: str) -> str:
     """The spoken text of an SSML document: tags removed, entities decoded."""
     return html.unescape(_TAG_RE.sub("", text))

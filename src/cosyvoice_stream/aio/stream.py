@@ -25,7 +25,7 @@ from ..protocol import TaskState, check_fragment
 from ..session import TaskSession
 from ..text import billable_characters
 from ..timestamps import WordTiming
-from .connection import Connection, connection_lost
+from .connection import Connection, Timeouts, connection_lost
 
 if TYPE_CHECKING:
     from .synthesizer import AsyncSynthesizer
@@ -45,8 +45,13 @@ class _TaskRun:
         output_rate: int,
         ssml: bool,
         text_offset: int,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.synth = synth
+        # A stream's own deadlines (a framework's per-request timeout) also bound
+        # the whole wait for a connection; else the synthesizer's apply.
+        self.timeouts = timeouts or synth.timeouts
+        self.bound_acquire = timeouts is not None
         self.options = options
         self.output_rate = output_rate
         self.ssml = ssml
@@ -56,6 +61,7 @@ class _TaskRun:
         self.pushed: list[tuple[str, float]] = []  # all text, replayed if a stale connection is retried
         self.delivered = False
         self.reused = False
+        self.billed: int | None = None  # the service's figure, once the task completed
         self.characters = 0
         self.messages = 0
         self.has_text = False
@@ -157,7 +163,7 @@ class _TaskRun:
 
     async def _run_task(self) -> None:
         # A primed connection holds a started plain-text task: SSML needs its own run-task.
-        self.conn, reused = await self.synth.pool.acquire(None if self.ssml else self.options)
+        self.conn, reused = await self._acquire()
         acquire_time = time.monotonic() - self.requested_at
         self.reused = reused
         conn = self.conn
@@ -200,6 +206,29 @@ class _TaskRun:
             self.synth.pool.release(conn)
             self._put(None)
 
+    async def _acquire(self) -> tuple[Connection, bool]:
+        acquire = self.synth.pool.acquire(None if self.ssml else self.options)
+        if not self.bound_acquire:
+            return await acquire
+        attempt = asyncio.ensure_future(acquire)
+        try:
+            done, _ = await asyncio.wait({attempt}, timeout=self.timeouts.connect)
+        finally:
+            if not attempt.done():
+                attempt.cancel()
+                # A connection handed over as the deadline passed must not leak.
+                attempt.add_done_callback(self._discard_late)
+        if not done:
+            raise ClientTimeoutError(
+                f"no connection within {self.timeouts.connect:g} s (pool wait, credentials and handshake)",
+                code="ConnectTimeout",
+            )
+        return attempt.result()
+
+    def _discard_late(self, attempt: asyncio.Future[tuple[Connection, bool]]) -> None:
+        if not attempt.cancelled() and attempt.exception() is None:
+            self.synth.pool.discard(attempt.result()[0])
+
     async def _writer(self, conn: Connection, session: TaskSession) -> None:
         while True:
             self._send_wake.clear()
@@ -210,7 +239,7 @@ class _TaskRun:
             await self._send_wake.wait()
 
     def _timeout(self, session: TaskSession) -> tuple[float, str]:
-        timeouts = self.synth.timeouts
+        timeouts = self.timeouts
         protocol = session.protocol
         if protocol.state is TaskState.STARTING:
             return timeouts.start, "task-started"
@@ -266,6 +295,9 @@ class _TaskRun:
         if self.abandoned and session.protocol.state in (TaskState.STARTING, TaskState.STARTED):
             self._interrupt(_ABANDON)
         else:
+            # The wait for the first audio starts now, not at the server's last message
+            # (which may be long ago when the text came slowly).
+            self._last_activity = asyncio.get_running_loop().time()
             self._schedule_watchdog()
 
     async def _reader(self, conn: Connection, session: TaskSession) -> bool:
@@ -341,9 +373,16 @@ class SynthesisStream:
     """
 
     def __init__(
-        self, synth: AsyncSynthesizer, options: SynthesisOptions, output_rate: int, *, ssml: bool = False
+        self,
+        synth: AsyncSynthesizer,
+        options: SynthesisOptions,
+        output_rate: int,
+        *,
+        ssml: bool = False,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._synth = synth
+        self._timeouts = timeouts
         self.options = options
         self.sample_rate = output_rate
         self._ssml = ssml
@@ -360,7 +399,9 @@ class SynthesisStream:
         self._new_run()  # connect and start the task now, while text is on its way
 
     def _new_run(self) -> _TaskRun:
-        run = _TaskRun(self._synth, self.options, self.sample_rate, self._ssml, self._text_length)
+        run = _TaskRun(
+            self._synth, self.options, self.sample_rate, self._ssml, self._text_length, self._timeouts
+        )
         self._runs.append(run)
         self._current = run
         self._changed.set()
@@ -369,6 +410,12 @@ class SynthesisStream:
     @property
     def cancelled(self) -> bool:
         return self._cancelled
+
+    @property
+    def billable_characters(self) -> int:
+        """Billable characters so far: the service's figure for each completed task,
+        the estimate of the text sent for the others (running, cancelled, failed)."""
+        return sum(run.characters if run.billed is None else run.billed for run in self._runs)
 
     @property
     def task_ids(self) -> list[str]:
@@ -464,6 +511,7 @@ class SynthesisStream:
                 raise item
             if isinstance(item, SynthesisComplete):
                 self.metrics.append(item.metrics)
+                run.billed = item.metrics.billable_characters
                 self._audio_offset += item.metrics.audio_duration
                 self._read_index += 1
                 return item

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..endpoint import Credentials, TokenProvider, resolve_url
-from ..errors import InvalidParameterError
+from ..errors import CosyVoiceError, InvalidParameterError
 from ..events import AudioChunk, StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from ..options import SynthesisOptions, service_sample_rate
 from ..protocol import check_fragment
@@ -23,6 +23,11 @@ from .pool import ConnectionPool, PoolStats
 from .stream import SynthesisStream
 
 logger = logging.getLogger("cosyvoice_stream")
+
+#: What a connection listener hears: a connection opened, one closed or
+#: dropped, or an attempt to open one failed (with the error).
+ConnectionEvent = Literal["connected", "disconnected", "connection_error"]
+ConnectionListener = Callable[[ConnectionEvent, "CosyVoiceError | None"], None]
 
 
 @dataclass
@@ -129,6 +134,8 @@ class AsyncSynthesizer:
         self.pool.current_options = self.options
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[ConnectionListener] = []
+        self._prewarming: asyncio.Task[None] | None = None
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a stream's task, tracked so ``aclose()`` can end it."""
@@ -179,8 +186,29 @@ class AsyncSynthesizer:
         return options.replace(**changes), output_rate
 
     # -- connections ----------------------------------------------------------
+    def add_connection_listener(self, listener: ConnectionListener) -> None:
+        """Call ``listener(event, error)`` (synchronously, on the event loop) whenever a
+        connection opens, closes or drops, or fails to open (frameworks' connection events)."""
+        self._listeners.append(listener)
+
+    def _notify(self, event: ConnectionEvent, error: CosyVoiceError | None = None) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event, error)
+            except Exception:  # a listener's bug must not break the connection's owner
+                logger.exception("cosyvoice connection listener failed")
+
     async def _open_connection(self) -> Connection:
-        return await Connection.open(self.url, self._credentials, self.timeouts, workspace=self._workspace)
+        try:
+            conn = await Connection.open(
+                self.url, self._credentials, self.timeouts, workspace=self._workspace
+            )
+        except CosyVoiceError as error:
+            self._notify("connection_error", error)
+            raise
+        self._notify("connected")
+        conn.ws.connection_lost_waiter.add_done_callback(lambda _: self._notify("disconnected"))
+        return conn
 
     def _new_session(self, options: SynthesisOptions, output_rate: int, *, ssml: bool = False) -> TaskSession:
         return TaskSession(options, output_rate=output_rate, ssml=ssml)
@@ -213,6 +241,30 @@ class AsyncSynthesizer:
         self._check_open()
         await self.pool.prewarm(connections)
 
+    def prewarm_soon(self, on_error: Callable[[CosyVoiceError], Awaitable[None]] | None = None) -> None:
+        """``prewarm()`` in the background (one at a time; ``aclose()`` ends it).
+
+        A retryable failure is logged: the next utterance connects, and reports,
+        by itself. Any other failure goes to ``on_error`` (else it is logged).
+        Without a running event loop this does nothing.
+        """
+        if self._closed or (self._prewarming is not None and not self._prewarming.done()):
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._prewarming = self._spawn(self._prewarm_reporting(on_error))
+
+    async def _prewarm_reporting(self, on_error: Callable[[CosyVoiceError], Awaitable[None]] | None) -> None:
+        try:
+            await self.prewarm()
+        except CosyVoiceError as error:
+            if error.retryable or on_error is None:
+                logger.warning("cosyvoice prewarm failed: %s", error)
+            else:
+                await on_error(error)
+
     @property
     def pool_stats(self) -> PoolStats:
         return self.pool.stats
@@ -225,7 +277,12 @@ class AsyncSynthesizer:
             )
 
     def stream(
-        self, *, options: SynthesisOptions | None = None, ssml: bool = False, **overrides: Any
+        self,
+        *,
+        options: SynthesisOptions | None = None,
+        ssml: bool = False,
+        timeouts: Timeouts | None = None,
+        **overrides: Any,
     ) -> SynthesisStream:
         """A new utterance with streaming text input.
 
@@ -233,19 +290,28 @@ class AsyncSynthesizer:
         options for this utterance; keyword overrides apply on top, to it alone.
         ``ssml=True`` makes it a whole-document SSML utterance: exactly one
         push of one ``<speak>`` document (at most 2,000 characters).
+        ``timeouts`` replaces the synthesizer's deadlines for this utterance, and
+        its ``connect`` then also bounds the whole wait for a connection
+        (pooled, being opened, or new).
         """
         self._check_open()
         resolved, output_rate = self._options_for(overrides, options)
-        return SynthesisStream(self, resolved, output_rate, ssml=ssml)
+        return SynthesisStream(self, resolved, output_rate, ssml=ssml, timeouts=_check_timeouts(timeouts))
 
     def synthesize(
-        self, text: str, *, options: SynthesisOptions | None = None, **overrides: Any
+        self,
+        text: str,
+        *,
+        options: SynthesisOptions | None = None,
+        timeouts: Timeouts | None = None,
+        **overrides: Any,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Synthesize a whole text; iterate the result for audio, word and completion events.
 
         The text and options are checked here, at the call. SSML documents
         (``<speak>...``) are accepted here, and only here: they go as one
-        message with ``enable_ssml`` (at most 2,000 characters).
+        message with ``enable_ssml`` (at most 2,000 characters). ``timeouts``:
+        as for ``stream()``.
         """
         self._check_open()
         check_text(text)
@@ -256,12 +322,12 @@ class AsyncSynthesizer:
         resolved, output_rate = self._options_for(overrides, options)
         if ssml:
             resolved.check_ssml()
-        return self._synthesize(text, resolved, output_rate, ssml)
+        return self._synthesize(text, resolved, output_rate, ssml, _check_timeouts(timeouts))
 
     async def _synthesize(
-        self, text: str, options: SynthesisOptions, output_rate: int, ssml: bool
+        self, text: str, options: SynthesisOptions, output_rate: int, ssml: bool, timeouts: Timeouts | None
     ) -> AsyncGenerator[StreamEvent, None]:
-        stream = SynthesisStream(self, options, output_rate, ssml=ssml)
+        stream = SynthesisStream(self, options, output_rate, ssml=ssml, timeouts=timeouts)
         try:
             stream.push_text(text)
             await stream.finish()
@@ -302,3 +368,12 @@ class AsyncSynthesizer:
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             await self.aclose()
+
+
+def _check_timeouts(timeouts: object) -> Timeouts | None:
+    if timeouts is not None and not isinstance(timeouts, Timeouts):
+        raise InvalidParameterError(
+            f"timeouts must be a cosyvoice_stream.Timeouts, got {type(timeouts).__name__}",
+            parameter="timeouts",
+        )
+    return timeouts
