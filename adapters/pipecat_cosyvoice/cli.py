@@ -3,7 +3,7 @@
 Pipecat (1.14) mounts every Typer app registered in the ``pipecat_cli.extensions``
 entry-point group as a sub-command; this package registers ``cosyvoice =
 "pipecat_cosyvoice.cli:app"``. The ``pipecat`` command itself needs
-``pip install "pipecat-ai[cli]"``; without it the same commands run with
+``pip install "cosyvoice-stream[pipecat-cli]"``; without it the same commands run with
 ``python -m pipecat_cosyvoice.cli ...``.
 
     pipecat cosyvoice voices [--model v2] [--language en] [--supports timestamps] [--json]
