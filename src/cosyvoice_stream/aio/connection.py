@@ -40,6 +40,9 @@ class Timeouts:
     ``idle``: longest silence from the server once audio flows or the task is
     finishing. ``text``: longest silence while the caller may still send text
     (the server itself fails the task after 23 s without text).
+    ``server_text``: that server-side window (the service's 23 s). A task
+    started ahead of time (prestart) is replaced by a fresh one before it
+    runs out, so a stream always gets the whole window for its first text.
     """
 
     connect: float = 10.0
@@ -48,9 +51,10 @@ class Timeouts:
     idle: float = 20.0
     text: float = 30.0
     close: float = 2.0
+    server_text: float = 23.0
 
     def __post_init__(self) -> None:
-        for name in ("connect", "start", "first_audio", "idle", "text", "close"):
+        for name in ("connect", "start", "first_audio", "idle", "text", "close", "server_text"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
                 from ..errors import InvalidParameterError
@@ -104,7 +108,7 @@ class Connection:
         except ssl.SSLCertVerificationError as exc:
             # The certificate will not verify on the next attempt either.
             raise ConnectionLostError(
-                f"could not connect to {host}: the TLS certificate did not verify: {exc.verify_message}",
+                f"could not connect to {host}: the TLS certificate did not verify: {exc}",
                 code="TLSVerifyFailed",
                 retryable=False,
                 permanent=True,
