@@ -520,7 +520,9 @@ class TaskProtocol:
         self.usage_characters = characters
         return [UsageUpdated(characters)]
 
-    def _sentence_events(self, output: dict[str, Any], kind: Any, *, final: bool = False) -> list[ProtocolEvent]:
+    def _sentence_events(
+        self, output: dict[str, Any], kind: Any, *, final: bool = False
+    ) -> list[ProtocolEvent]:
         """Events of one result (``kind``: its type) or, ``final``, of task-finished's output."""
         sentence = output.get("sentence")
         events: list[ProtocolEvent] = []

@@ -15,13 +15,13 @@ from .events import AudioChunk, StreamEvent, SynthesisComplete, TaskMetrics, Wor
 from .options import SynthesisOptions
 from .protocol import (
     AudioReceived,
-    TaskState,
     ProtocolEvent,
     SentenceBegin,
     SentenceEnd,
     TaskFailed,
     TaskFinished,
     TaskProtocol,
+    TaskState,
     UsageUpdated,
     WordsReceived,
 )

@@ -22,10 +22,10 @@ from ..errors import (
 from ..events import StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from ..options import SynthesisOptions
 from ..protocol import TaskState, check_fragment
+from ..redact import server_text
 from ..session import TaskSession
 from ..text import billable_characters
 from ..timestamps import WordTiming
-from ..redact import server_text
 from .connection import Connection, connection_lost, framing_error
 
 if TYPE_CHECKING:
