@@ -179,9 +179,19 @@ class _ClientConnection(ClientConnection):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self.protocol.close_rcvd is not None or framing_error(self) is not None:
-            transport = self.transport
-            if transport is not None and not transport.is_closing():
-                transport.abort()
+            self._abort()
+
+    def set_connection_exc(self, exc: BaseException | None) -> None:
+        super().set_connection_exc(exc)
+        if isinstance(exc, UnicodeDecodeError):
+            # Invalid UTF-8 is found when recv() decodes the message; once the
+            # close frame saying so is written, stop waiting for the server.
+            asyncio.get_running_loop().call_soon(self._abort)
+
+    def _abort(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
 
 def _abort_if_connected(attempt: asyncio.Future[ClientConnection]) -> None:
@@ -193,11 +203,13 @@ def _abort_if_connected(attempt: asyncio.Future[ClientConnection]) -> None:
         transport.abort()
 
 
-def framing_error(ws: ClientConnection) -> Exception | None:
+def framing_error(ws: ClientConnection) -> BaseException | None:
     """The malformed frame that ended ``ws``, if that is what ended it (not a mere EOF)."""
-    failure = ws.protocol.parser_exc
     framing = (websockets.exceptions.ProtocolError, websockets.exceptions.PayloadTooBig, UnicodeDecodeError)
-    return failure if isinstance(failure, framing) else None
+    for failure in (ws.protocol.parser_exc, ws.connection_exc):
+        if isinstance(failure, framing):
+            return failure
+    return None
 
 
 def describe_close(ws: ClientConnection) -> str:
