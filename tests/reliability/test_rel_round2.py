@@ -454,3 +454,48 @@ async def test_word_times_match_the_audio_in_every_variant(placement: str, origi
 def test_server_error_message_is_bounded() -> None:
     error = ServerError("x" * 1_000_000)
     assert len(str(error)) < 3000
+
+
+# -- 3, through both adapters: the echoed key reaches no framework error either -----------------------
+
+ECHO_401 = '{"code":"InvalidApiKey","message":"Invalid API-key provided: {key}"}'
+
+
+async def test_echoed_key_reaches_no_pipecat_error_frame() -> None:
+    pytest.importorskip("pipecat_cosyvoice")
+    from pipecat.frames.frames import ErrorFrame, TTSSpeakFrame
+    from pipecat.tests.utils import run_test
+    from pipecat_cosyvoice import CosyVoiceTTSService
+
+    async with RawServer(handshake=401, body=ECHO_401) as raw:
+        tts = CosyVoiceTTSService(url=raw.url, api_key=KEY)
+        down, up = await asyncio.wait_for(run_test(tts, frames_to_send=[TTSSpeakFrame("Hi.")]), 20)
+    errors = [f for f in [*down, *up] if isinstance(f, ErrorFrame)]
+    assert errors, "no ErrorFrame for a refused key"
+    for frame in errors:
+        shown = f"{frame.error} {frame!r} {frame.exception!r} {frame.exception}"
+        assert KEY not in shown and "Invalid API-key" in shown
+
+
+async def test_echoed_key_reaches_no_livekit_error() -> None:
+    pytest.importorskip("livekit.plugins.cosyvoice")
+    from livekit.agents import APIConnectOptions, APIError
+    from livekit.plugins import cosyvoice
+
+    async with RawServer(handshake=401, body=ECHO_401) as raw:
+        tts = cosyvoice.TTS(base_url=raw.url, api_key=KEY, prestart=False)
+        try:
+
+            async def run() -> None:
+                options = APIConnectOptions(max_retry=0, timeout=5.0)
+                async with tts.synthesize("Hi.", conn_options=options) as stream:
+                    async for _ in stream:
+                        pass
+
+            with pytest.raises(APIError) as info:
+                await asyncio.wait_for(run(), 10)
+        finally:
+            await tts.aclose()
+    error = info.value
+    shown = f"{error} {error!r} {error.__cause__!r} {error.__cause__}"
+    assert KEY not in shown and "Invalid API-key" in shown
