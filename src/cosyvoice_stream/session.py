@@ -142,10 +142,11 @@ class TaskSession:
                 self._timeline.sentence_ended(event.index, self._service_audio_ms())
             elif isinstance(event, WordsReceived):
                 words = self._timeline.add_words(event.index, event.words)
-                if words and self._beyond_audio(words[-1].end):
+                last_end = max((w.end for w in words), default=0.0)
+                if self._beyond_audio(last_end):
                     self._fail(
                         ProtocolError(
-                            f"the server sent word times up to {words[-1].end:.3f} s for"
+                            f"the server sent word times up to {last_end:.3f} s for"
                             f" {self._service_audio_ms() / 1000:.3f} s of audio",
                             task_id=self.task_id,
                         )
