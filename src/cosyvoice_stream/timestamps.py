@@ -9,6 +9,7 @@ word back to a character offset in the caller's text.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 
 from .protocol import RawWord
@@ -52,6 +53,7 @@ class WordTimeline:
         self._seen_any: set[tuple[str, int, int]] = set()
         self._begin_ms: dict[int, float] = {}
         self._end_ms: dict[int, float] = {}
+        self._end_indexes: list[int] = []  # keys of ``_end_ms``, ascending
         self._offset_ms: dict[int, float] = {}
         self._last_start_ms = 0.0
         self._last_end_ms = 0.0
@@ -65,13 +67,15 @@ class WordTimeline:
 
     def sentence_ended(self, index: int, audio_ms: float) -> None:
         """Record that all audio of sentence ``index`` arrived by ``audio_ms``."""
-        self._end_ms.setdefault(index, audio_ms)
+        if index not in self._end_ms:
+            self._end_ms[index] = audio_ms
+            insort(self._end_indexes, index)
 
     def _start_ms(self, index: int) -> float | None:
         """Where sentence ``index`` starts: the end of the sentence before it, else its begin event."""
-        before = [i for i in self._end_ms if i < index]
-        if before:
-            return self._end_ms[max(before)]
+        position = bisect_left(self._end_indexes, index)
+        if position:
+            return self._end_ms[self._end_indexes[position - 1]]
         return self._begin_ms.get(index, 0.0 if not self._end_ms and not self._begin_ms else None)
 
     def add_words(self, index: int | None, words: tuple[RawWord, ...]) -> list[WordTiming]:
@@ -112,25 +116,21 @@ class WordTimeline:
                 pieces.append([])
             pieces[-1].append(word)
         known = sorted({*self._begin_ms, *self._end_ms})
+        starts = [self._start_ms(i) or 0.0 for i in known]  # non-decreasing, like the indexes
         result: list[WordTiming] = []
         for number, piece in enumerate(pieces):
             if len(pieces) == 1:  # one rising sequence: task-relative times
                 for word in piece:
-                    result.extend(self._place(self._sentence_at(word.begin_time, known), [word], 0.0))
+                    # The sentence whose audio holds the word's time.
+                    at = bisect_right(starts, word.begin_time) - 1
+                    index = known[max(at, 0)] if known else 0
+                    result.extend(self._place(index, [word], 0.0))
                 continue
             index = known[number] if number < len(known) else (known[-1] if known else 0) + number
             start = self._start_ms(index) if number < len(known) else None
             start = self._last_end_ms if start is None else start
             result.extend(self._place(index, piece, self._offset(start, piece[0])))
         return result
-
-    def _sentence_at(self, time_ms: float, known: list[int]) -> int:
-        """The sentence whose audio holds task time ``time_ms``."""
-        index = known[0] if known else 0
-        for candidate in known:
-            if (self._start_ms(candidate) or 0.0) <= time_ms:
-                index = candidate
-        return index
 
     @staticmethod
     def _offset(start_ms: float, first: RawWord) -> float:

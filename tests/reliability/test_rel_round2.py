@@ -499,3 +499,32 @@ async def test_echoed_key_reaches_no_livekit_error() -> None:
     error = info.value
     shown = f"{error} {error!r} {error.__cause__!r} {error.__cause__}"
     assert KEY not in shown and "Invalid API-key" in shown
+
+
+async def test_livekit_close_frame_without_tcp_close_fails_at_once() -> None:
+    pytest.importorskip("livekit.plugins.cosyvoice")
+    from livekit.agents import APIConnectionError, APIConnectOptions
+    from livekit.plugins import cosyvoice
+
+    async def script(link: RawLink, task_id: str) -> None:
+        await link.send(started(task_id) + ws_close(1013, "try again later"))  # TCP stays open
+
+    async with RawServer(script) as raw:
+        tts = cosyvoice.TTS(base_url=raw.url, api_key=KEY, prestart=False)
+        began = time.monotonic()
+        try:
+
+            async def run() -> None:
+                options = APIConnectOptions(max_retry=0, timeout=30.0)
+                async with tts.synthesize("Hi.", conn_options=options) as stream:
+                    async for _ in stream:
+                        pass
+
+            with pytest.raises(APIConnectionError) as info:
+                await asyncio.wait_for(run(), 30)
+            elapsed = time.monotonic() - began
+        finally:
+            await tts.aclose()  # bounded by Timeouts.close: this server never answers a close
+    # At once: not after the idle deadline, nor after websockets' close timeout (2 s here).
+    assert elapsed < 1.0, elapsed
+    assert "1013" in str(info.value) or "1013" in str(info.value.__cause__)

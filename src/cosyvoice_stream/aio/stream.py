@@ -441,6 +441,8 @@ class SynthesisStream:
         return [run.session.task_id for run in self._runs if run.session is not None]
 
     def _check_open(self, what: str) -> None:
+        if self._synth._closed:
+            raise TaskCancelledError(f"{what} after the synthesizer was closed (aclose())")
         if self._cancelled:
             raise TaskCancelledError(f"{what} after cancel()")
         if self._finished:
