@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -130,12 +132,15 @@ class AsyncSynthesizer:
             keep_warm=keep_warm,
             prepare=self._prepare_connection,
             opening_wait=self.timeouts.connect + self.timeouts.start,
+            # Idle primed tasks go well before the service's text timeout (18 of 23 s).
+            primed_ttl=self.timeouts.server_text * 18 / 23,
         )
         self.pool.current_options = self.options
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[ConnectionListener] = []
         self._prewarming: asyncio.Task[None] | None = None
+        self._streams: weakref.WeakSet[SynthesisStream] = weakref.WeakSet()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a stream's task, tracked so ``aclose()`` can end it."""
@@ -231,6 +236,7 @@ class AsyncSynthesizer:
     async def _prime(self, conn: Connection) -> None:
         session = self._new_session(self.options, self.output_rate)
         session.start()
+        conn.primed_at = time.monotonic()  # the service's text window starts with run-task
         for message in session.data_to_send():
             await asyncio.wait_for(conn.ws.send(message), self.timeouts.connect)
         conn.primed = session
@@ -296,7 +302,14 @@ class AsyncSynthesizer:
         """
         self._check_open()
         resolved, output_rate = self._options_for(overrides, options)
-        return SynthesisStream(self, resolved, output_rate, ssml=ssml, timeouts=_check_timeouts(timeouts))
+        return self._track(
+            SynthesisStream(self, resolved, output_rate, ssml=ssml, timeouts=_check_timeouts(timeouts))
+        )
+
+    def _track(self, stream: SynthesisStream) -> SynthesisStream:
+        """Remember ``stream`` so that ``aclose()`` can end its reader."""
+        self._streams.add(stream)
+        return stream
 
     def synthesize(
         self,
@@ -327,7 +340,7 @@ class AsyncSynthesizer:
     async def _synthesize(
         self, text: str, options: SynthesisOptions, output_rate: int, ssml: bool, timeouts: Timeouts | None
     ) -> AsyncGenerator[StreamEvent, None]:
-        stream = SynthesisStream(self, options, output_rate, ssml=ssml, timeouts=timeouts)
+        stream = self._track(SynthesisStream(self, options, output_rate, ssml=ssml, timeouts=timeouts))
         try:
             stream.push_text(text)
             await stream.finish()
@@ -353,10 +366,17 @@ class AsyncSynthesizer:
         return result
 
     async def aclose(self) -> None:
-        """Close every connection. Streams still running are cut off."""
+        """Close every connection. Streams still running are cut off.
+
+        Every reader of a stream ends promptly: what its tasks delivered
+        before is still read, then ``TaskCancelledError`` (or the end of the
+        iteration, for a stream already complete).
+        """
         if self._closed:
             return
         self._closed = True
+        for stream in list(self._streams):
+            stream._owner_closed()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
