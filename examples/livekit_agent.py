@@ -17,6 +17,9 @@ Two ways to run it:
         LIVEKIT_API_SECRET). The session listens with LiveKit Inference STT,
         answers with LiveKit Inference LLM and speaks with CosyVoice: the
         cloud service with DASHSCOPE_API_KEY, else the embedded server.
+        console needs the PortAudio library (sudo apt-get install libportaudio2
+        on Debian/Ubuntu, brew install portaudio on macOS); LiveKit's options
+        for each command: python examples/livekit_agent.py console --help
 """
 
 from __future__ import annotations
@@ -180,12 +183,24 @@ async def to_wav(args: argparse.Namespace) -> None:
             print(f"  transcript: {item.text_content}")
 
 
-def main() -> None:
-    if "--to-wav" not in sys.argv:
-        cli.run_app(server)  # LiveKit's CLI: console, dev, start, ...
-        return
+def portaudio_problem() -> str | None:
+    """Why LiveKit's console cannot open the microphone and speakers, or None.
+
+    It plays and records through sounddevice, whose Linux wheels do not bundle
+    the PortAudio library: without it the console dies in a traceback."""
+    try:
+        import sounddevice  # noqa: F401
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The WAV mode's options; its help also lists LiveKit's commands."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        usage="%(prog)s --to-wav PATH [options]  |  %(prog)s {console,dev,start} [LiveKit's options]",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--to-wav", required=True, metavar="PATH", help="write the agent's speech here")
     parser.add_argument("--text", help="say this instead of the built-in greeting and reply")
@@ -194,7 +209,24 @@ def main() -> None:
     parser.add_argument(
         "--engine", choices=("espeak", "tone"), default="espeak", help="embedded server's engine"
     )
-    asyncio.run(to_wav(parser.parse_args()))
+    return parser
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if "--to-wav" in argv:
+        asyncio.run(to_wav(build_parser().parse_args(argv)))
+        return
+    if not argv or argv[0] in ("-h", "--help"):
+        build_parser().print_help()  # LiveKit's own help would not show --to-wav
+        return
+    if argv[0] == "console" and "--help" not in argv and (problem := portaudio_problem()):
+        sys.exit(
+            f"console mode needs the PortAudio library for the microphone and speakers ({problem}).\n"
+            "Install it (Debian/Ubuntu: sudo apt-get install libportaudio2; macOS: brew install"
+            " portaudio), or run without audio devices: python examples/livekit_agent.py --to-wav out.wav"
+        )
+    cli.run_app(server)  # LiveKit's CLI: console, dev, start, ...
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import pytest
 
 from cosyvoice_stream import AsyncSynthesizer
 from cosyvoice_stream.audio import read_wav
-from cosyvoice_stream.cli import main
+from cosyvoice_stream.cli import describe_target, main
+from cosyvoice_stream.server import EmbeddedServer, ServerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,65 @@ def test_speak_writes_a_wav_and_reports_latency_and_billing(
     assert rate == 16000 and len(pcm) == 2 * 16000 * 4 * 0.25  # tone engine: 4 words of 250 ms
     out = capsys.readouterr().out
     assert "via embedded server" in out
+    # the file's size and the PCM's, each what it is: a 44-byte header apart
+    pcm_bytes = 2 * 16000 * 4 // 4
+    assert f"(WAV, {pcm_bytes + 44} bytes: {pcm_bytes} bytes of 16-bit mono PCM at 16000 Hz, 1.00 s)" in out
+    assert out_file.stat().st_size == pcm_bytes + 44
     assert re.search(r"first audio latency: \d+ ms; billed characters: 18", out)
+
+
+def test_speak_pcm_to_a_non_wav_name_writes_raw_pcm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "x.pcm"
+    args = ["speak", "Hello there.", "-o", str(out_file), "--format", "pcm", "--engine", "tone"]
+    assert main(args) == 0
+    raw = out_file.read_bytes()
+    assert len(raw) == 2 * 24000 * 2 * 0.25 and not raw.startswith(b"RIFF")
+    assert f"(raw PCM, no header: {len(raw)} bytes of 16-bit mono PCM at 24000 Hz" in capsys.readouterr().out
+
+
+def test_speak_format_wav_is_one_wav_even_across_tasks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "Two words. " * 250  # 2,750 characters: two tasks, one WAV header
+    source = tmp_path / "long.txt"
+    source.write_text(text, encoding="utf-8")
+    out_file = tmp_path / "long.audio"
+    assert main(["speak", "-f", str(source), "-o", str(out_file), "--format", "wav", "--engine", "tone"]) == 0
+    pcm, rate = read_wav(out_file.read_bytes())
+    assert rate == 24000 and len(pcm) == 2 * rate * 0.25 * 2 * 250
+    assert b"RIFF" not in out_file.read_bytes()[4:]
+    assert "(WAV, " in capsys.readouterr().out
+
+
+async def test_speak_names_a_local_url_as_local_even_with_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-not-a-real-key")
+    args = ["speak", "Local.", "-o", str(tmp_path / "a.wav")]
+    # the server runs on this loop; the command runs its own in a thread, as from a shell
+    async with EmbeddedServer(ServerConfig(engine="tone")) as server:
+        assert await asyncio.to_thread(main, [*args, "--url", server.url]) == 0
+        out = capsys.readouterr().out
+        assert f"via local server at ws://127.0.0.1:{server.port}" in out and "cloud" not in out
+        served = server.connections_opened
+        assert served > 0
+        monkeypatch.setenv("DASHSCOPE_WEBSOCKET_BASE_URL", server.url)
+        assert await asyncio.to_thread(main, args) == 0
+        out = capsys.readouterr().out
+        assert f"via local server at ws://127.0.0.1:{server.port}" in out and "cloud" not in out
+        assert server.connections_opened > served  # the text really went there
+
+
+def test_speak_target_names() -> None:
+    assert describe_target("ws://127.0.0.1:1/x", embedded=True) == "embedded server"
+    assert describe_target("ws://[::1]:8765/x", embedded=False) == "local server at ws://[::1]:8765"
+    assert describe_target("ws://localhost:8765/x", embedded=False) == "local server at ws://localhost:8765"
+    assert (
+        describe_target("wss://dashscope.aliyuncs.com/api-ws/v1/inference", embedded=False)
+        == "cloud (dashscope.aliyuncs.com)"
+    )
 
 
 def test_speak_long_file_is_split_across_tasks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,12 +177,14 @@ def test_examples_run_as_written(tmp_path: Path) -> None:
     )
     assert core.returncode == 0, core.stderr
     assert "time to first audio" in core.stdout and (tmp_path / "core.wav").stat().st_size > 48000
+    out_dir = tmp_path / "not" / "there yet"  # the script makes it, as a user expects
     cli = subprocess.run(
-        ["bash", str(ROOT / "examples" / "cli_usage.sh"), str(tmp_path)],
+        ["bash", str(ROOT / "examples" / "cli_usage.sh"), str(out_dir)],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
     )
     assert cli.returncode == 0, cli.stderr
-    assert (tmp_path / "hello.wav").stat().st_size > 10000 and (tmp_path / "text.wav").stat().st_size > 10000
+    assert (out_dir / "hello.wav").stat().st_size > 10000 and (out_dir / "text.wav").stat().st_size > 10000
+    assert "via embedded server" in cli.stdout

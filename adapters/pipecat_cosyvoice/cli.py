@@ -3,10 +3,10 @@
 Pipecat (1.14) mounts every Typer app registered in the ``pipecat_cli.extensions``
 entry-point group as a sub-command; this package registers ``cosyvoice =
 "pipecat_cosyvoice.cli:app"``. The ``pipecat`` command itself needs
-``pip install "pipecat-ai[cli]"``; without it the same commands run with
+``pip install "cosyvoice-stream[pipecat-cli]"``; without it the same commands run with
 ``python -m pipecat_cosyvoice.cli ...``.
 
-    pipecat cosyvoice voices [--model cosyvoice-v2]
+    pipecat cosyvoice voices [--model v2] [--language en] [--supports timestamps] [--json]
     pipecat cosyvoice say "Hello there." -o hello.wav [--voice longanyang] [--sample-rate 16000]
 
 ``say`` synthesizes through a real Pipecat pipeline with ``CosyVoiceTTSService``.
@@ -25,7 +25,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cosyvoice_stream.voices import DEFAULT_MODEL, DEFAULT_VOICE, MODELS, VOICES, voices_for_model
+from cosyvoice_stream.voices import DEFAULT_MODEL, DEFAULT_VOICE, FEATURES, MODEL_ALIASES
+from cosyvoice_stream.voices_cli import VoiceFilterError, listing
 
 app = typer.Typer(
     name="cosyvoice",
@@ -39,25 +40,27 @@ app = typer.Typer(
 def voices_command(
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help=f"Only the voices of this model ({', '.join(MODELS)})."),
+        typer.Option("--model", "-m", help=f"Only the voices of this model ({', '.join(MODEL_ALIASES)})."),
     ] = None,
+    language: Annotated[
+        str | None, typer.Option("--language", "-l", help="Only voices speaking this language (zh, en, ...).")
+    ] = None,
+    supports: Annotated[
+        list[str] | None,
+        typer.Option("--supports", help=f"Only voices supporting this ({', '.join(FEATURES)}); repeatable."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the known system voices, the model generation each belongs to, and its languages."""
-    voices = voices_for_model(model) if model else list(VOICES)
-    if model and not voices:
-        typer.echo(f"unknown model {model!r}; known models: {', '.join(MODELS)}", err=True)
-        raise typer.Exit(2)
-    width = max(len(v.id) for v in voices)
-    for voice in voices:
-        extras = []
-        if voice.instruction:
-            extras.append("instruction")
-        if not voice.word_timestamps:
-            extras.append("no word timestamps")
-        note = f" ({', '.join(extras)})" if extras else ""
-        typer.echo(
-            f"{voice.id:<{width}}  {voice.generation}  {','.join(voice.languages):<5}  {voice.description}{note}"
-        )
+    """List the CosyVoice voice catalogue (the same listing as `cosyvoice-stream voices`)."""
+    try:
+        text, note = listing(model, language, supports or (), as_json=as_json)
+    except VoiceFilterError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if text:
+        typer.echo(text)
+    if note:
+        typer.echo(note, err=True)
 
 
 @dataclass

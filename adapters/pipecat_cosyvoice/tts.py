@@ -11,9 +11,10 @@ and timestamp work all happen in the core.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -27,38 +28,31 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
 )
 from pipecat.metrics.metrics import TTSUsageMetricsData
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
-from pipecat.processors.metrics.frame_processor_metrics import FrameProcessorMetrics
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, TTSService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.errors import ErrorCategory
+from pipecat.utils.tracing.service_decorators import traced_tts
 from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
 
 from cosyvoice_stream import (
     AsyncSynthesizer,
-    AuthenticationError,
-    ClientTimeoutError,
-    ConnectionLostError,
     CosyVoiceError,
-    InstructionError,
     InvalidParameterError,
-    ProtocolError,
-    ServerError,
     SSMLError,
     SynthesisComplete,
+    SynthesisOptions,
     SynthesisStream,
-    TextLimitError,
-    ThrottlingError,
     Timeouts,
-    VoiceModelMismatchError,
     WordTiming,
-    billable_characters,
 )
+from cosyvoice_stream.aio.synthesizer import ConnectionEvent
 from cosyvoice_stream.endpoint import TokenProvider
-from cosyvoice_stream.options import LANGUAGES
-from cosyvoice_stream.text import is_ideograph, is_ssml
-from cosyvoice_stream.voices import DEFAULT_MODEL, DEFAULT_VOICE
+from cosyvoice_stream.failures import describe_failure, error_kind
+from cosyvoice_stream.keywords import accepted_keywords, check_keywords
+from cosyvoice_stream.languages import find_language_hint, language_hint, spacing_runs
+from cosyvoice_stream.text import is_complete_ssml
 
 __all__ = ["CosyVoiceTTSService", "CosyVoiceTTSSettings", "language_to_cosyvoice_language"]
 
@@ -100,27 +94,30 @@ class CosyVoiceTTSSettings(TTSSettings):
     _aliases: ClassVar[dict[str, str]] = {"voice_id": "voice", "rate": "speech_rate", "pitch": "pitch_rate"}
 
 
-def language_to_cosyvoice_language(language: Language | str) -> str | None:
-    """The ``language_hints`` value for a Pipecat language, or None when CosyVoice has none.
+#: The ``language_hints`` value for a Pipecat ``Language`` (or code), None when CosyVoice has
+#: none: the core's table, shared with the LiveKit plugin (``en-US``, ``zh_CN``, ``yue``, ``eng``).
+language_to_cosyvoice_language = find_language_hint
 
-    Regional variants map to their base language (``en-US`` -> ``en``,
-    ``zh-TW`` -> ``zh``); Mandarin (``cmn``) is ``zh``.
+#: Settings that are core options of the same name, with the core's defaults (store-mode
+#: values; also what a setting left unset, or None, means).
+_DEFAULTS: dict[str, Any] = {
+    f.name: getattr(SynthesisOptions(), f.name)
+    for f in fields(CosyVoiceTTSSettings)
+    if f.name in {o.name for o in fields(SynthesisOptions)}
+}
+
+
+class _BillableUsage(FrameProcessor):
+    """Placed after ``TTSService`` in the MRO, where its ``super()`` calls land.
+
+    Pipecat's TTS usage figure is ``len(text)`` (per sentence, or per streamed
+    turn); CosyVoice bills ideographs twice and reports its own count per task,
+    which the service pushes as ``TTSUsageMetricsData`` itself. Intercepting
+    the public hook here keeps any user-supplied ``metrics=`` collector in
+    place for everything else, without a second, length-based usage figure.
     """
-    base = str(getattr(language, "value", language)).split("-")[0].strip().lower()
-    if base == "cmn":
-        base = "zh"
-    return base if base in LANGUAGES else None
 
-
-class _ServiceUsageMetrics(FrameProcessorMetrics):
-    """Pipecat's own TTS usage count is ``len(text)`` at the end of a streamed turn.
-
-    CosyVoice bills CJK ideographs twice and reports its own figure per task, so
-    the service reports usage itself (see ``CosyVoiceTTSService._report_usage``)
-    and the length-based figure is not emitted.
-    """
-
-    async def start_tts_usage_metrics(self, text: str) -> MetricsFrame | None:
+    async def start_tts_usage_metrics(self, text: str) -> None:
         return None
 
 
@@ -131,7 +128,6 @@ class _Utterance:
     context_id: str
     stream: SynthesisStream
     reader: asyncio.Task[None] | None = None
-    characters: int = 0  # billable characters pushed (estimate)
     characters_reported: int = 0
     ssml: bool = False  # one SSML document, sent whole
     finishing: bool = False
@@ -139,17 +135,7 @@ class _Utterance:
     first_audio: bool = False
 
 
-def _is_ssml_document(text: str) -> bool:
-    """A complete ``<speak>...</speak>`` document (a TTSSpeakFrame's text), not a token of one."""
-    return is_ssml(text) and text.rstrip().endswith("</speak>")
-
-
-def _is_cjk_word(text: str) -> bool:
-    """Words written without spaces between them (Chinese, Japanese)."""
-    return any(is_ideograph(ch) or "\u3040" <= ch <= "\u30ff" for ch in text)
-
-
-class CosyVoiceTTSService(TTSService):
+class CosyVoiceTTSService(TTSService, _BillableUsage):
     """Alibaba CosyVoice (DashScope duplex WebSocket) text-to-speech for Pipecat.
 
     Text streams into one CosyVoice task per audio context: with
@@ -167,20 +153,26 @@ class CosyVoiceTTSService(TTSService):
             the region variables, then Beijing. ``ws://`` only for loopback.
         model: Model; ``settings.model`` wins when both are given.
         voice: Voice; ``settings.voice`` wins when both are given.
+        voice_id: Deprecated spelling of ``voice`` (as in Pipecat's first-party
+            services, with their ``DeprecationWarning``).
         sample_rate: Output rate; default: the pipeline's ``audio_out_sample_rate``.
         settings: ``CosyVoiceTTSService.Settings(...)``: every runtime parameter.
         region, workspace: DashScope region / workspace id (instead of ``url``).
         token_provider: Callable returning a key or temporary token (instead of ``api_key``).
         word_timestamps: Ask for word timings (``TTSTextFrame`` per word). When
             off, or for voices without timings, the text is pushed when the
-            utterance's audio ends.
+            utterance's audio ends. ``"auto"`` (default): on where the voice
+            catalogue says the voice has them (one log line otherwise);
+            ``True`` for a voice without them is refused.
         timeouts: Client-side deadlines (``cosyvoice_stream.Timeouts``).
         prewarm: Open a connection (and start a task on it) when the pipeline
             starts and after each utterance, so no utterance pays connection set-up.
         text_aggregation_mode: ``TOKEN`` (default) or ``SENTENCE``.
-        **kwargs: Passed to ``TTSService``.
+        **kwargs: Passed to ``TTSService``; a keyword it does not take is a ``TypeError``.
 
     Every parameter is validated here, before any connection is made.
+    Events: ``on_connected``, ``on_disconnected``, ``on_connection_error`` (one
+    per CosyVoice connection opened, closed or failed to open).
     """
 
     Settings = CosyVoiceTTSSettings
@@ -193,38 +185,29 @@ class CosyVoiceTTSService(TTSService):
         url: str | None = None,
         model: str | None = None,
         voice: str | None = None,
+        voice_id: str | None = None,
         sample_rate: int | None = None,
         settings: TTSSettings | None = None,
         region: str | None = None,
         workspace: str | None = None,
         token_provider: TokenProvider | None = None,
-        word_timestamps: bool = True,
+        word_timestamps: bool | Literal["auto"] = "auto",
         timeouts: Timeouts | None = None,
         prewarm: bool = True,
         text_aggregation_mode: TextAggregationMode | None = None,
         **kwargs: Any,
     ) -> None:
-        store = CosyVoiceTTSSettings(
-            model=DEFAULT_MODEL,
-            voice=DEFAULT_VOICE,
-            language=None,
-            speech_rate=1.0,
-            pitch_rate=1.0,
-            volume=50,
-            seed=0,
-            instruction=None,
-            enable_aigc_tag=False,
-            aigc_propagator=None,
-            aigc_propagate_id=None,
-            additional_params={},
-        )
-        if model is not None:
-            store.model = model
-        if voice is not None:
-            store.voice = voice
+        owner = type(self).__name__
+        moved = {key: f"settings={owner}.Settings({key}=...)" for key in _DEFAULTS}
+        check_keywords(owner, kwargs, accepted_keywords(type(self)), moved)
+        store = CosyVoiceTTSSettings(language=None, **_DEFAULTS)
+        if voice_id is not None:
+            self._warn_init_param_moved_to_settings("voice_id", "voice")
+        for key, value in (("model", model), ("voice", voice_id), ("voice", voice)):
+            if value is not None:  # voice= wins over the deprecated voice_id=
+                setattr(store, key, value)
         if settings is not None:
             store.apply_update(settings)  # type: ignore[arg-type]
-        kwargs.setdefault("metrics", _ServiceUsageMetrics())
         # With SENTENCE aggregation Pipecat sends each sentence without the space
         # that followed it; all sentences of a context go to one CosyVoice task, so
         # without it "one.Two" would reach the service as one word.
@@ -243,7 +226,7 @@ class CosyVoiceTTSService(TTSService):
 
         def make_synthesizer(output_rate: int) -> AsyncSynthesizer:
             # A closure, so the key is held nowhere a repr or log could show it.
-            return AsyncSynthesizer(
+            synth = AsyncSynthesizer(
                 sample_rate=output_rate,
                 format="pcm",
                 api_key=api_key,
@@ -256,14 +239,16 @@ class CosyVoiceTTSService(TTSService):
                 prestart=prewarm,
                 **self._core_options(),
             )
+            synth.add_connection_listener(self._on_connection_event)
+            return synth
 
         self._make_synthesizer: Callable[[int], AsyncSynthesizer] = make_synthesizer
         # Validates every parameter, the URL and the credentials now.
         self._synth: AsyncSynthesizer | None = make_synthesizer(sample_rate or 24000)
         self._prewarm = prewarm
-        self._prewarm_task: asyncio.Task[None] | None = None
         self._utterances: dict[str, _Utterance] = {}
         self._ended: set[str] = set()  # contexts whose end was appended, until they play out
+        self._event_tasks: set[asyncio.Task[None]] = set()
 
     # -- Pipecat hooks --------------------------------------------------------
     def can_generate_metrics(self) -> bool:
@@ -275,12 +260,19 @@ class CosyVoiceTTSService(TTSService):
         return False
 
     def language_to_service_language(self, language: Language) -> str | None:
-        return language_to_cosyvoice_language(language)
+        return find_language_hint(language)
+
+    def _on_connection_event(self, event: ConnectionEvent, error: CosyVoiceError | None) -> None:
+        """The core's connection events as Pipecat's (called on the loop, outside any frame)."""
+        args = (f"{error}",) if error is not None else ()
+        task = asyncio.ensure_future(self._call_event_handler(f"on_{event}", *args))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     def _classify_error(self, exception: Exception) -> ErrorCategory | None:
-        if isinstance(exception, CosyVoiceError):
-            return _error_category(exception)
-        return None
+        # The permanent categories write the service off (Pipecat >= 1.8's ``fatal``)
+        # until its settings or credentials change.
+        return ErrorCategory(error_kind(exception)) if isinstance(exception, CosyVoiceError) else None
 
     @property
     def synthesizer(self) -> AsyncSynthesizer | None:
@@ -289,10 +281,9 @@ class CosyVoiceTTSService(TTSService):
 
     async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
         await super().setup(setup)
-        if self._synth is None:
-            self._synth = self._make_synthesizer(self.sample_rate)
-        else:
-            self._synth.update_options(sample_rate=self.sample_rate)
+        # The pipeline's output rate is known now; a stopped service gets a new synthesizer.
+        self._synth = self._synth or self._make_synthesizer(self.sample_rate)
+        self._synth.update_options(sample_rate=self.sample_rate)
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
@@ -303,9 +294,7 @@ class CosyVoiceTTSService(TTSService):
         # LLMFullResponseEndFrame) is finished here, before the base waits for
         # every queued context to play out.
         for utterance in list(self._utterances.values()):
-            if not utterance.finishing:
-                utterance.finishing = True
-                await utterance.stream.finish()
+            await self._finish(utterance)
         await super().stop(frame)
         await self._shutdown()
 
@@ -318,6 +307,7 @@ class CosyVoiceTTSService(TTSService):
         await self._shutdown()
 
     # -- synthesis --------------------------------------------------------------
+    @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         """Send ``text`` to the CosyVoice task of ``context_id`` (started on its first text).
 
@@ -325,27 +315,25 @@ class CosyVoiceTTSService(TTSService):
         reader task, tagged with this context id.
         """
         utterance = self._utterances.get(context_id)
-        if utterance is not None and utterance.ssml:
-            error = SSMLError("CosyVoice takes one SSML document per utterance, sent whole", parameter="text")
-            await self.push_error(f"CosyVoice refused the text: {error}", exception=error)
-            yield None
-            return
         if context_id in self._ended or (utterance is not None and utterance.finishing):
-            # The context's task failed (its remaining text is dropped; the next
-            # context starts afresh) or was finished (Pipecat sends no more text then).
-            logger.debug(f"{self}: context {context_id} has ended; not speaking [{text}]")
+            if utterance is not None and utterance.ssml:  # finished by its one document
+                error = SSMLError("one SSML document per utterance, sent whole", parameter="text")
+                await self.push_error(f"CosyVoice refused the text: {error}", exception=error)
+            else:
+                # The context's task failed (its remaining text is dropped; the next
+                # context starts afresh) or was finished (Pipecat sends no more text then).
+                logger.debug(f"{self}: context {context_id} has ended; not speaking [{text}]")
             yield None
             return
         try:
             if utterance is None:
-                utterance = self._begin_utterance(context_id, ssml=_is_ssml_document(text))
+                # A whole document is a TTSSpeakFrame's text (an LLM's would come token by token).
+                utterance = self._begin_utterance(context_id, ssml=is_complete_ssml(text))
             utterance.stream.push_text(text)
-            utterance.characters += billable_characters(text)
             if utterance.ssml:
                 # An SSML document (a TTSSpeakFrame's whole text) is one message with
                 # enable_ssml; CosyVoice takes nothing more in that task.
-                utterance.finishing = True
-                await utterance.stream.finish()
+                await self._finish(utterance)
         except CosyVoiceError as error:
             await self.push_error(f"CosyVoice refused the text: {error}", exception=error)
         yield None
@@ -367,13 +355,17 @@ class CosyVoiceTTSService(TTSService):
             return
         utterance = self._utterances.get(ctx)
         if utterance is not None:
-            if not utterance.finishing:
-                utterance.finishing = True
-                await utterance.stream.finish()
+            await self._finish(utterance)
         elif ctx not in self._ended and self.audio_context_available(ctx):
             # No text reached the service (it is written off, or all text was refused):
             # end the context now rather than after Pipecat's idle timeout.
             await self._end_context(ctx)
+
+    @staticmethod
+    async def _finish(utterance: _Utterance) -> None:
+        if not utterance.finishing:
+            utterance.finishing = True
+            await utterance.stream.finish()
 
     async def _end_context(self, ctx: str) -> None:
         if self.audio_context_available(ctx):  # else Pipecat already ended it (idle timeout)
@@ -394,15 +386,13 @@ class CosyVoiceTTSService(TTSService):
                 if utterance.cancelled:
                     return
                 if event.audio:
-                    if not utterance.first_audio:
-                        utterance.first_audio = True
-                        await self.stop_ttfb_metrics()
+                    utterance.first_audio = True  # Pipecat stops TTFB when it plays the first chunk
                     audio = TTSAudioRawFrame(event.audio, self.sample_rate, 1, context_id=ctx)
                     await self.append_to_audio_context(ctx, audio)
                 if event.words:
                     await self._add_words(ctx, event.words)
                 if isinstance(event, SynthesisComplete):
-                    await self._report_usage(utterance, event.metrics.billable_characters)
+                    await self._report_usage(utterance)
         except CosyVoiceError as error:
             failure = error
         except Exception as error:  # a bug must not leave the context open forever
@@ -415,23 +405,15 @@ class CosyVoiceTTSService(TTSService):
         if failure is not None:
             if not utterance.first_audio:
                 await self.cancel_ttfb_metrics()  # no first byte to report
-            await self._report_usage(utterance, None)
+            await self._report_usage(utterance)
             await self._report_failure(failure)
         await self._end_context(ctx)
 
     async def _add_words(self, ctx: str, words: Sequence[WordTiming]) -> None:
         """Word timings (seconds from the context's first audio, increasing across sentences)."""
-        batch: list[tuple[str, float]] = []
-        batch_cjk = False
-        for word in words:
-            cjk = _is_cjk_word(word.text)
-            if batch and cjk != batch_cjk:
-                await self.add_word_timestamps(batch, ctx, includes_inter_frame_spaces=batch_cjk or None)
-                batch = []
-            batch_cjk = cjk
-            batch.append((word.text, word.start))
-        if batch:
-            await self.add_word_timestamps(batch, ctx, includes_inter_frame_spaces=batch_cjk or None)
+        for cjk, run in spacing_runs(words):  # Chinese/Japanese words carry no spaces between them
+            batch = [(word.text, word.start) for word in run]
+            await self.add_word_timestamps(batch, ctx, includes_inter_frame_spaces=cjk or None)
 
     # -- interruptions --------------------------------------------------------
     async def on_audio_context_interrupted(self, context_id: str) -> None:
@@ -442,8 +424,10 @@ class CosyVoiceTTSService(TTSService):
             await self._cancel_utterance(utterance)
         await super().on_audio_context_interrupted(context_id)
 
-    async def _handle_interruption(self, frame: InterruptionFrame, direction: FrameDirection) -> None:
-        await super()._handle_interruption(frame, direction)
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if not isinstance(frame, InterruptionFrame):
+            return
         # A context that already ended in the base (e.g. after its idle timeout)
         # gets no interruption hook; its stream must not keep running either.
         for ctx, utterance in list(self._utterances.items()):
@@ -457,126 +441,84 @@ class CosyVoiceTTSService(TTSService):
         await utterance.stream.cancel()
         if utterance.reader is not None and not utterance.reader.done():
             await self.cancel_task(utterance.reader)
-        await self._report_usage(utterance, None)
+        await self._report_usage(utterance)
 
     # -- settings -------------------------------------------------------------
-    def _core_options(self) -> dict[str, Any]:
-        """The synthesizer keywords for the current settings."""
-        s = self._settings
-
-        def value(name: str, default: Any) -> Any:
-            current = getattr(s, name)
-            return default if current is None or not is_given(current) else current
-
-        return {
-            "model": value("model", DEFAULT_MODEL),
-            "voice": value("voice", DEFAULT_VOICE),
-            "speech_rate": value("speech_rate", 1.0),
-            "pitch_rate": value("pitch_rate", 1.0),
-            "volume": value("volume", 50),
-            "seed": value("seed", 0),
-            "language_hints": self._language_hints(),
-            "instruction": value("instruction", None),
-            "enable_aigc_tag": value("enable_aigc_tag", False),
-            "aigc_propagator": value("aigc_propagator", None),
-            "aigc_propagate_id": value("aigc_propagate_id", None),
-            "additional_params": dict(value("additional_params", {})),
-        }
-
-    def _language_hints(self) -> list[str] | None:
-        language = self._settings.language
-        if language is None or not is_given(language):
-            return None
-        hint = language_to_cosyvoice_language(language)
-        if hint is None:
-            raise InvalidParameterError(
-                f"language={language!s} is not supported by CosyVoice: expected one of"
-                f" {', '.join(LANGUAGES)} (or a regional variant such as en-US, zh-CN)",
-                parameter="language",
-            )
-        return [hint]
+    def _core_options(self, settings: CosyVoiceTTSSettings | None = None) -> dict[str, Any]:
+        """The synthesizer keywords for ``settings`` (default: the current ones)."""
+        settings = settings or self._settings
+        options = {}
+        for name, default in _DEFAULTS.items():
+            current = getattr(settings, name)
+            options[name] = default if current is None or not is_given(current) else current
+        options["additional_params"] = dict(options["additional_params"])
+        language = settings.language
+        given = language is not None and is_given(language)
+        options["language_hints"] = [language_hint(language)] if given else None
+        return options
 
     async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:  # type: ignore[override]
-        """Apply a ``TTSUpdateSettingsFrame``: from the next utterance on.
+        """Apply a ``TTSUpdateSettingsFrame``; a new voice, model or language applies
+        to the rest of the current turn, as in Pipecat's Cartesia service.
 
         The new values are validated together; a refused update is reported
-        (``ErrorFrame``) and the previous settings stay in force.
+        (``ErrorFrame``) and the previous settings stay in force. Other settings
+        apply from the next utterance on.
         """
-        changed = await super()._update_settings(delta)
-        if not changed or self._synth is None:
-            return changed
+        candidate = copy.deepcopy(self._settings)
+        candidate.apply_update(delta)  # type: ignore[arg-type]
         try:
-            self._synth.update_options(**self._core_options())
+            options = self._core_options(candidate)
+            SynthesisOptions().replace(**options)  # validated together, before anything changes
         except CosyVoiceError as error:
-            self._revert(changed)
             await self.push_error(
                 f"CosyVoice settings update refused, previous settings kept: {error}",
                 exception=error,
                 category=ErrorCategory.APPLICATION,
             )
             return {}
+        changed = await super()._update_settings(delta)
+        if not changed:
+            return changed
+        if self._synth is not None:
+            self._synth.update_options(**options)
         self._warn_unhandled_updated_settings([k for k in changed if k in self._settings.extra])
         self._schedule_prewarm()  # a warm task for the new settings
+        turn = self._turn_context_id
+        if changed.keys() & {"voice", "model", "language"} and turn and self.audio_context_available(turn):
+            # A CosyVoice task keeps the voice it started with: finish the turn's
+            # context, and the rest of the turn opens a new one with the new settings.
+            # As Cartesia does: the sentence pending in the old context is finalized
+            # first, or its words (heard, in the old voice) would drop out of the transcript.
+            sequenced = await self._aggregated_frame_sequencer.finalize(turn)
+            await self._push_sequencer_frames(sequenced, turn)
+            await self.flush_audio(context_id=turn)
+            self._turn_context_id = None  # else create_context_id() hands back the turn's id
+            self._turn_context_id = self.create_context_id()
         return changed
 
-    def _revert(self, changed: Mapping[str, Any]) -> None:
-        names = {f.name for f in fields(self._settings)}
-        for name, old in changed.items():
-            if name in names:
-                setattr(self._settings, name, old)
-            elif is_given(old):
-                self._settings.extra[name] = old
-            else:
-                self._settings.extra.pop(name, None)
-        self._sync_model_name_to_metrics()
-
     # -- metrics and errors ---------------------------------------------------
-    async def _report_usage(self, utterance: _Utterance, billed: int | None) -> None:
-        """TTS usage in billable characters: the service's figure when it gave one,
-        else (interrupted or failed) the estimate of the text sent."""
-        characters = (billed if billed is not None else utterance.characters) - utterance.characters_reported
+    async def _report_usage(self, utterance: _Utterance) -> None:
+        """TTS usage in billable characters not reported yet: the service's figure for
+        finished tasks, the estimate of the text sent for the others (interrupted, failed)."""
+        characters = utterance.stream.billable_characters - utterance.characters_reported
         utterance.characters_reported += max(0, characters)
-        if characters <= 0 or not (self.can_generate_metrics() and self.usage_metrics_enabled):
-            return
-        model = self._settings.model if isinstance(self._settings.model, str) else ""
-        data = TTSUsageMetricsData(processor=self.name, model=model, value=characters)
-        await self.push_frame(MetricsFrame(data=[data]))
+        if characters > 0 and self.can_generate_metrics() and self.usage_metrics_enabled:
+            model = self._settings.model if isinstance(self._settings.model, str) else ""
+            data = TTSUsageMetricsData(processor=self.name, model=model, value=characters)
+            await self.push_frame(MetricsFrame(data=[data]))
 
     async def _report_failure(self, error: Exception) -> None:
-        permanent = isinstance(error, CosyVoiceError) and _error_category(error).is_permanent
-        connection_errors = (ConnectionLostError, ClientTimeoutError, AuthenticationError)
-        what = "connection" if isinstance(error, connection_errors) else "task"
-        message = f"CosyVoice {what} failed: {error}"
-        if permanent:
-            message += " (the service stops speaking until its settings or credentials change)"
-        await self.push_error(message, exception=error, force_treat_as_permanent=permanent)
+        permanent = isinstance(error, CosyVoiceError) and ErrorCategory(error_kind(error)).is_permanent
+        await self.push_error(
+            describe_failure(error, permanent=permanent), exception=error, force_treat_as_permanent=permanent
+        )
 
     def _schedule_prewarm(self) -> None:
-        if not self._prewarm or self._synth is None:
-            return
-        if self._prewarm_task is not None and not self._prewarm_task.done():
-            return
-        self._prewarm_task = self.create_task(self._prewarm_now(), name="cosyvoice-prewarm")
-
-    async def _prewarm_now(self) -> None:
-        synth = self._synth
-        if synth is None:
-            return
-        try:
-            await synth.prewarm()
-        except CosyVoiceError as error:
-            if error.retryable:  # the next utterance connects (and reports) by itself
-                logger.warning(f"{self}: prewarm failed: {error}")
-            else:
-                await self._report_failure(error)
-        except Exception as error:
-            logger.warning(f"{self}: prewarm failed: {type(error).__name__}: {error}")
+        if self._prewarm and self._synth is not None:
+            self._synth.prewarm_soon(on_error=self._report_failure)
 
     async def _shutdown(self) -> None:
-        if self._prewarm_task is not None:
-            if not self._prewarm_task.done():
-                await self.cancel_task(self._prewarm_task)
-            self._prewarm_task = None
         utterances = list(self._utterances.values())
         self._utterances.clear()
         self._ended.clear()
@@ -585,23 +527,3 @@ class CosyVoiceTTSService(TTSService):
         synth, self._synth = self._synth, None
         if synth is not None:
             await synth.aclose()
-
-
-def _error_category(error: CosyVoiceError) -> ErrorCategory:
-    """Pipecat's category of a CosyVoice error; the permanent ones write the service off
-    (Pipecat >= 1.8's replacement of ``fatal``) until its settings or credentials change."""
-    if isinstance(error, AuthenticationError):
-        return ErrorCategory.CONNECTIVITY if error.retryable else ErrorCategory.AUTHENTICATION
-    if isinstance(error, (VoiceModelMismatchError, InstructionError)):
-        return ErrorCategory.INVALID_REQUEST
-    if isinstance(error, (TextLimitError, SSMLError)):
-        return ErrorCategory.APPLICATION  # this text was refused; the next one may be fine
-    if isinstance(error, InvalidParameterError):
-        return ErrorCategory.INVALID_REQUEST if error.permanent else ErrorCategory.APPLICATION
-    if isinstance(error, ThrottlingError):
-        return ErrorCategory.RATE_LIMIT
-    if isinstance(error, (ConnectionLostError, ClientTimeoutError)):
-        return ErrorCategory.CONNECTIVITY
-    if isinstance(error, (ServerError, ProtocolError)):
-        return ErrorCategory.SERVER
-    return ErrorCategory.UNKNOWN

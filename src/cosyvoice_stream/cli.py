@@ -10,14 +10,17 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import __version__
-from .audio import wav_bytes
+from .audio import pcm_duration, wav_bytes
+from .endpoint import is_loopback
 from .errors import CosyVoiceError
 from .events import AudioChunk, SynthesisComplete
 from .options import FORMATS
 from .text import billable_characters, split_text
-from .voices import DEFAULT_MODEL, DEFAULT_VOICE, MODELS, VOICES
+from .voices import DEFAULT_MODEL, DEFAULT_VOICE, MODELS
+from .voices_cli import add_voices_arguments, run_voices
 
 #: Billable characters per task when a long text is split (well under the 200,000 limit).
 SPEAK_TASK_CHARACTERS = 2_000
@@ -33,6 +36,32 @@ async def service_url(url: str | None, engine: str = "espeak") -> AsyncIterator[
 
     async with EmbeddedServer(ServerConfig(engine=engine)) as server:  # type: ignore[arg-type]
         yield server.url
+
+
+def describe_target(url: str, *, embedded: bool) -> str:
+    """Where the audio came from, named from the URL actually connected to: an
+    explicit ``--url`` or ``DASHSCOPE_WEBSOCKET_BASE_URL`` on loopback is a local
+    server, not the cloud, whatever the key says."""
+    if embedded:
+        return "embedded server"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if is_loopback(host):
+        return f"local server at {parts.scheme}://{parts.netloc}"
+    return f"cloud ({host})"
+
+
+def output_kind(fmt: str, output: Path) -> tuple[str, bool]:
+    """(the format to request from the service, whether to write a WAV header).
+
+    ``pcm`` is written as raw PCM, as asked, unless the file name ends in
+    ``.wav``; ``wav`` is requested as PCM and given one header here, because a
+    long text is several tasks and their WAV streams cannot simply be joined."""
+    if fmt == "wav":
+        return "pcm", True
+    if fmt == "pcm":
+        return "pcm", output.suffix.lower() == ".wav"
+    return fmt, False
 
 
 def _progress(done: int, total: int) -> None:
@@ -76,12 +105,13 @@ async def _speak(args: argparse.Namespace, text: str) -> int:
     from .aio import AsyncSynthesizer
 
     out = Path(args.output)
+    service_format, as_wav = output_kind(args.format, out)
     parts = split_text(text, SPEAK_TASK_CHARACTERS)
     async with service_url(args.url, args.engine) as url:
         synth = AsyncSynthesizer(
             model=args.model,
             voice=args.voice,
-            format=args.format,
+            format=service_format,
             sample_rate=args.sample_rate,
             url=url,
             speech_rate=args.speech_rate,
@@ -89,6 +119,7 @@ async def _speak(args: argparse.Namespace, text: str) -> int:
             volume=args.volume,
             language_hints=[args.language] if args.language else None,
         )
+        where = describe_target(synth.url, embedded=url is not None and url != args.url)
         audio: list[bytes] = []
         first_audio: float | None = None
         billed = 0
@@ -108,29 +139,21 @@ async def _speak(args: argparse.Namespace, text: str) -> int:
                 _progress(len(parts), len(parts))
                 print(file=sys.stderr)
     data = b"".join(audio)
-    await asyncio.to_thread(
-        out.write_bytes, wav_bytes(data, args.sample_rate) if args.format == "pcm" else data
-    )
-    where = "embedded server" if url and url.startswith("ws://127.") else "cloud"
+    content = wav_bytes(data, args.sample_rate) if as_wav else data
+    await asyncio.to_thread(out.write_bytes, content)
     latency = f"{first_audio * 1000:.0f} ms" if first_audio is not None else "n/a"
-    print(f"wrote {out} ({len(data)} bytes) via {where}")
+    if service_format == "pcm":
+        pcm = (
+            f"{len(data)} bytes of 16-bit mono PCM at {args.sample_rate} Hz,"
+            f" {pcm_duration(len(data), args.sample_rate):.2f} s"
+        )
+        kind = f"WAV, {len(content)} bytes: {pcm}" if as_wav else f"raw PCM, no header: {pcm}"
+    else:
+        kind = f"{service_format}, {len(content)} bytes"
+    print(f"wrote {out} ({kind}) via {where}")
     print(
         f"first audio latency: {latency}; billed characters: {billed} (estimate {billable_characters(text)})"
     )
-    return 0
-
-
-def _voices(args: argparse.Namespace) -> int:
-    print(
-        f"{'voice':<18} {'model generation':<17} {'languages':<10} {'ssml':<5} {'timestamps':<10} description"
-    )
-    for voice in VOICES:
-        if args.model and f"cosyvoice-{voice.generation}" not in args.model:
-            continue
-        print(
-            f"{voice.id:<18} cosyvoice-{voice.generation:<7} {','.join(voice.languages):<10}"
-            f" {'yes' if voice.ssml else 'no':<5} {'yes' if voice.word_timestamps else 'no':<10} {voice.description}"
-        )
     return 0
 
 
@@ -158,7 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     speak.add_argument("text", nargs="?", help="the text to say")
     speak.add_argument("-f", "--file", help="read the text from this UTF-8 file")
-    speak.add_argument("-o", "--output", default="out.wav", help="output file (WAV for pcm)")
+    speak.add_argument(
+        "-o",
+        "--output",
+        default="out.wav",
+        help="output file; with --format pcm a name ending in .wav gets a WAV header, any other name"
+        " is raw 16-bit mono PCM",
+    )
     speak.add_argument("--model", default=DEFAULT_MODEL, choices=None, help=f"one of {', '.join(MODELS)}")
     speak.add_argument("--voice", default=DEFAULT_VOICE)
     speak.add_argument("--format", default="pcm", choices=FORMATS)
@@ -167,13 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--pitch-rate", type=float, default=1.0)
     speak.add_argument("--volume", type=int, default=50)
     speak.add_argument("--language", help="language hint: zh, en, fr, de, ja, ko, ru")
-    speak.add_argument("--url", help="service URL (default: cloud with a key, else an embedded server)")
+    speak.add_argument(
+        "--url",
+        help="service URL, e.g. ws://127.0.0.1:8765/api-ws/v1/inference for `cosyvoice-stream serve`"
+        " (default: DASHSCOPE_WEBSOCKET_BASE_URL, else the cloud with a key, else an embedded server)",
+    )
     speak.add_argument(
         "--engine", default="espeak", choices=("espeak", "tone"), help="embedded server engine"
     )
 
-    voices = commands.add_parser("voices", help="list the known voices")
-    voices.add_argument("--model", help="only voices for this model")
+    voices = commands.add_parser("voices", help="list the voice catalogue, or preview a voice")
+    add_voices_arguments(voices)
 
     commands.add_parser("adapters", help="list the framework adapters and whether they are installed")
     return parser
@@ -191,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = _speak_input(args)
             return 2 if text is None else asyncio.run(_speak(args, text))
         if args.command == "voices":
-            return _voices(args)
+            return run_voices(args)
         return _adapters(args)
     except CosyVoiceError as exc:
         print(f"error: {exc}", file=sys.stderr)

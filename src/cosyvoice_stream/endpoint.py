@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .errors import AuthenticationError, InvalidParameterError
+from .redact import remember_secret
 
 BEIJING_URL = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"
 SINGAPORE_URL = "wss://dashscope-intl.aliyuncs.com/api-ws/v1/inference"
@@ -133,6 +134,7 @@ class Credentials:
         if api_key is not None and token_provider is not None:
             raise InvalidParameterError("pass api_key or token_provider, not both", parameter="api_key")
         self._key = check_api_key(api_key) if api_key is not None else None
+        remember_secret(self._key)  # a server may echo it: hidden from every message from now on
         self._provider = token_provider
 
     @classmethod
@@ -167,7 +169,9 @@ class Credentials:
                 retryable=True,
                 permanent=False,
             ) from None
-        return check_api_key(value, name="token")
+        token = check_api_key(value, name="token")
+        remember_secret(token)
+        return token
 
     def __repr__(self) -> str:
         kind = "token_provider" if self._provider else ("api_key" if self._key else "none")

@@ -2,11 +2,14 @@
 
 Every error carries ``retryable``: True when the same request may succeed if
 tried again (a dropped connection, throttling), False when it cannot (a bad
-key, a bad parameter). Messages never contain the API key: the only place
-the key exists is the Authorization header the client builds.
+key, a bad parameter). Messages never contain the API key: every message is
+passed through ``cosyvoice_stream.redact`` when the error is made (a server
+may quote the key back), and bounded in length.
 """
 
 from __future__ import annotations
+
+from .redact import MAX_MESSAGE, bound, redact
 
 
 class CosyVoiceError(Exception):
@@ -30,6 +33,7 @@ class CosyVoiceError(Exception):
         retryable: bool | None = None,
         permanent: bool | None = None,
     ) -> None:
+        message = bound(redact(message), MAX_MESSAGE)
         super().__init__(message)
         self.message = message
         self.code = code
@@ -99,13 +103,34 @@ class ServerError(CosyVoiceError):
 
 
 class ConnectionLostError(CosyVoiceError):
-    """The connection could not be opened or closed before the task ended."""
+    """The connection could not be opened or closed before the task ended.
+
+    ``close_code``/``close_reason``: the close frame the server sent, if any
+    (the reason redacted and bounded like every server-provided string).
+    """
 
     retryable = True
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        close_code: int | None = None,
+        close_reason: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.close_code = close_code
+        self.close_reason = close_reason
+
 
 class ProtocolError(CosyVoiceError):
-    """The server sent something the protocol does not allow."""
+    """The server sent something the protocol does not allow.
+
+    Also a malformed WebSocket frame (bad framing, a masked server frame,
+    invalid UTF-8 in a text frame, a frame over the size limit): never
+    retryable, raised as soon as the frame arrives.
+    """
 
 
 class ClientTimeoutError(CosyVoiceError):

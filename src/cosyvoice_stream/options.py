@@ -8,27 +8,35 @@ construction, before any connection is made.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
-from .errors import InstructionError, InvalidParameterError, VoiceModelMismatchError
+from .errors import InstructionError, InvalidParameterError, SSMLError, VoiceModelMismatchError
+from .languages import LANGUAGES
+from .languages import language_hint as language_hint  # re-exported: options.language_hint is public
 from .voices import (
     DEFAULT_MODEL,
     DEFAULT_VOICE,
+    FEATURE_NAMES,
     INSTRUCTION_MODELS,
-    model_generation,
-    voice_generation,
+    KNOWN_MODELS,
+    Feature,
+    Voice,
+    get_voice,
+    voice_models,
 )
+
+logger = logging.getLogger("cosyvoice_stream")
 
 #: Sample rates the service produces natively.
 SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 44100, 48000)
 FORMATS: tuple[str, ...] = ("pcm", "wav", "mp3", "opus")
 #: Opus runs at these rates only (the SDK's OGG_OPUS members; the service refuses others).
 OPUS_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000, 48000)
-LANGUAGES: tuple[str, ...] = ("zh", "en", "fr", "de", "ja", "ko", "ru")
 MAX_INSTRUCTION_LENGTH = 128
 
 
@@ -110,6 +118,26 @@ _WIRE_FIELDS: dict[str, str] = {
 }
 
 
+def resolve_word_timestamps(requested: bool | Literal["auto"], voice: str) -> bool:
+    """What ``word_timestamp_enabled=requested`` means for ``voice``.
+
+    ``"auto"`` is True unless the catalogue says the voice has no word
+    timestamps (unknown and cloned voices: True, the service decides). For the
+    adapters, where timings are a default rather than a request.
+    """
+    if requested != "auto":
+        return bool(requested)
+    known = get_voice(voice)
+    return known is None or known.word_timestamps
+
+
+def _unsupported(voice: Voice, feature: Feature, instead: str) -> str:
+    return (
+        f"voice={voice.id!r} does not support {FEATURE_NAMES[feature]}: use {instead} with this"
+        f" voice (`cosyvoice-stream voices --supports {feature}` lists the voices that do)"
+    )
+
+
 def _fail(name: str, value: object, allowed: str) -> InvalidParameterError:
     return InvalidParameterError(f"{name}={value!r} is invalid: expected {allowed}", parameter=name)
 
@@ -141,6 +169,16 @@ class SynthesisOptions:
     Names follow the official SDK (``speech_rate``, ``pitch_rate``); the wire
     names are the protocol module's business. ``additional_params`` is merged
     into the request parameters last and may override anything, as in the SDK.
+
+    Voices the catalogue (``cosyvoice_stream.voices``) knows are checked
+    against it: their model, and ``word_timestamp_enabled=True`` /
+    ``instruction`` (its documented format included) only where the voice
+    supports them. Unknown voices (new system voices, cloned ids) pass.
+
+    ``word_timestamp_enabled="auto"`` asks for word timings where the voice
+    has them: it becomes True, or False (logged once) for a catalogue voice
+    without them; ``word_timestamps_auto`` then records that it was "auto",
+    so ``replace(voice=...)`` decides again for the new voice.
     """
 
     model: str = DEFAULT_MODEL
@@ -151,7 +189,7 @@ class SynthesisOptions:
     speech_rate: float = 1.0
     pitch_rate: float = 1.0
     bit_rate: int | None = None
-    word_timestamp_enabled: bool = False
+    word_timestamp_enabled: bool | Literal["auto"] = False
     seed: int = 0
     language_hints: tuple[str, ...] | None = None
     instruction: str | None = None
@@ -159,6 +197,7 @@ class SynthesisOptions:
     aigc_propagator: str | None = None
     aigc_propagate_id: str | None = None
     additional_params: Mapping[str, Any] = field(default_factory=dict)
+    word_timestamps_auto: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_name("model", self.model)
@@ -184,7 +223,12 @@ class SynthesisOptions:
             _check_number("bit_rate", self.bit_rate, 6, 510, integer=True)
             if self.format != "opus":
                 raise _fail("bit_rate", self.bit_rate, "no bit_rate unless format='opus'")
-        _check_bool("word_timestamp_enabled", self.word_timestamp_enabled)
+        fresh_auto = self.word_timestamp_enabled == "auto"
+        if fresh_auto:
+            object.__setattr__(self, "word_timestamps_auto", True)
+        else:
+            _check_bool("word_timestamp_enabled", self.word_timestamp_enabled)
+        _check_bool("word_timestamps_auto", self.word_timestamps_auto)
         _check_number("seed", self.seed, 0, 65535, integer=True)
         self._check_language_hints()
         self._check_instruction()
@@ -201,6 +245,7 @@ class SynthesisOptions:
             raise _fail("additional_params", self.additional_params, "a mapping with str keys")
         object.__setattr__(self, "additional_params", dict(self.additional_params))
         self._check_voice_model()
+        self._check_voice_features(log_degraded=fresh_auto)
         self._check_additional_overrides()
 
     def _check_additional_overrides(self) -> None:
@@ -213,6 +258,8 @@ class SynthesisOptions:
         }
         if not overrides:
             return
+        if "word_timestamp_enabled" in overrides:  # sent as given, whatever "auto" chose
+            overrides["word_timestamps_auto"] = overrides["word_timestamp_enabled"] == "auto"
         if "language_hints" in overrides and isinstance(overrides["language_hints"], list):
             overrides["language_hints"] = tuple(overrides["language_hints"])
         try:
@@ -249,7 +296,7 @@ class SynthesisOptions:
                 self.instruction[:20] + "...",
                 f"at most {MAX_INSTRUCTION_LENGTH} characters (got {len(self.instruction)})",
             )
-        if model_generation(self.model) is not None and self.model not in INSTRUCTION_MODELS:
+        if self.model in KNOWN_MODELS and self.model not in INSTRUCTION_MODELS:
             raise InstructionError(
                 f"instruction is not supported by model={self.model!r}:"
                 f" only {', '.join(sorted(INSTRUCTION_MODELS))} accept it",
@@ -257,21 +304,68 @@ class SynthesisOptions:
             )
 
     def _check_voice_model(self) -> None:
-        voice_gen = voice_generation(self.voice)
-        model_gen = model_generation(self.model)
-        if voice_gen and model_gen and voice_gen != model_gen:
+        models = voice_models(self.voice)
+        if models is not None and self.model in KNOWN_MODELS and self.model not in models:
+            kind = "a system voice" if get_voice(self.voice) is not None else "a cloned voice"
             raise VoiceModelMismatchError(
-                f"voice={self.voice!r} belongs to the cosyvoice-{voice_gen} models and cannot be"
-                f" used with model={self.model!r} (the service would fail with code 418)",
+                f"voice={self.voice!r} belongs to the {', '.join(models)} models ({kind}) and cannot"
+                f" be used with model={self.model!r} (the service would fail with code 418)",
                 parameter="voice",
             )
+
+    def _check_voice_features(self, *, log_degraded: bool) -> None:
+        """What a catalogue voice does not support is refused; "auto" timestamps resolved.
+
+        ``log_degraded``: "auto" was given now (not carried over by a copy), so
+        a voice without timestamps is logged once, where the choice is made.
+        """
+        voice = get_voice(self.voice)
+        if self.word_timestamps_auto:
+            enabled = resolve_word_timestamps("auto", self.voice)
+            object.__setattr__(self, "word_timestamp_enabled", enabled)
+            if not enabled and log_degraded:
+                logger.info(
+                    "voice %r has no word timestamps: text is delivered without word timings",
+                    self.voice,
+                )
+        elif self.word_timestamp_enabled and voice is not None and not voice.word_timestamps:
+            raise InvalidParameterError(
+                _unsupported(voice, "timestamps", "word_timestamp_enabled=False (or 'auto')"),
+                parameter="word_timestamp_enabled",
+            )
+        if self.instruction is None or voice is None:
+            return
+        if not voice.instruct:
+            raise InstructionError(_unsupported(voice, "instruct", "no instruction"), parameter="instruction")
+        spec = voice.instruct_spec.get(self.model)
+        if spec is not None and not spec.accepts(self.instruction):
+            forms = "\n  ".join(spec.forms())
+            raise InstructionError(
+                f"instruction={self.instruction!r} does not follow the Instruct format of"
+                f" voice={self.voice!r} on {self.model} (Chinese, exactly as documented, final"
+                f" 。 included); accepted forms:\n  {forms}",
+                parameter="instruction",
+            )
+
+    def check_ssml(self) -> None:
+        """Raise ``SSMLError`` when the voice is known not to support SSML."""
+        voice = get_voice(self.voice)
+        if voice is not None and not voice.ssml:
+            raise SSMLError(_unsupported(voice, "ssml", "plain text"), parameter="text")
 
     @property
     def output_sample_rate(self) -> int:
         return self.sample_rate
 
     def replace(self, **changes: Any) -> SynthesisOptions:
-        """A validated copy with ``changes`` applied."""
+        """A validated copy with ``changes`` applied.
+
+        With "auto" word timestamps, a new voice or model decides them again.
+        """
+        if "word_timestamp_enabled" in changes:
+            changes.setdefault("word_timestamps_auto", changes["word_timestamp_enabled"] == "auto")
+        elif self.word_timestamps_auto and ("voice" in changes or "model" in changes):
+            changes["word_timestamp_enabled"] = "auto"
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -282,37 +376,6 @@ class SynthesisOptions:
         if audio_format.wire_format == "opus":
             kwargs.setdefault("bit_rate", audio_format.bit_rate)
         return cls(format=audio_format.wire_format, sample_rate=audio_format.wire_sample_rate, **kwargs)
-
-
-_LANGUAGE_ALIASES = {
-    "cmn": "zh",
-    "yue": "zh",
-    "zho": "zh",
-    "chi": "zh",
-    "eng": "en",
-    "fra": "fr",
-    "fre": "fr",
-    "deu": "de",
-    "ger": "de",
-    "jpn": "ja",
-    "kor": "ko",
-    "rus": "ru",
-}
-
-
-def language_hint(language: str) -> str:
-    """The CosyVoice ``language_hints`` value for a BCP-47 tag or language name.
-
-    ``"en-US"`` -> ``"en"``, ``"zh-Hans-CN"`` -> ``"zh"``, ``"cmn"`` -> ``"zh"``.
-    Raises ``InvalidParameterError`` for languages the service has no hint for.
-    """
-    if not isinstance(language, str) or not language.strip():
-        raise _fail("language", language, f"a language tag of one of {', '.join(LANGUAGES)}")
-    primary = language.strip().replace("_", "-").split("-")[0].lower()
-    primary = _LANGUAGE_ALIASES.get(primary, primary)
-    if primary not in LANGUAGES:
-        raise _fail("language", language, f"a language tag of one of {', '.join(LANGUAGES)}")
-    return primary
 
 
 def service_sample_rate(requested: int) -> int:

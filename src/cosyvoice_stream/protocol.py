@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from .errors import (
     VoiceModelMismatchError,
 )
 from .options import SynthesisOptions
+from .redact import server_text
 from .text import (
     MAX_MESSAGE_CHARACTERS,
     MAX_TASK_CHARACTERS,
@@ -73,9 +75,13 @@ class SentenceEnd:
 
 @dataclass(frozen=True)
 class WordsReceived:
-    """Word timings for one sentence; may repeat words already received (dialects)."""
+    """Word timings for one sentence; may repeat words already received (dialects).
 
-    index: int
+    ``index`` None: the words of the whole task in one list (a task-finished
+    ``output.sentence`` without an index), possibly spanning several sentences.
+    """
+
+    index: int | None
     words: tuple[RawWord, ...]
     text: str | None = None
 
@@ -144,6 +150,10 @@ class TaskState(enum.Enum):
 
 _ACTIVE = (TaskState.STARTING, TaskState.STARTED, TaskState.FINISHING)
 
+#: Longest plausible word time (ms): a task of 200,000 characters is hours of
+#: audio, never a day. Larger times (10**300) are the server breaking the protocol.
+MAX_WORD_TIME_MS = 24 * 3600 * 1000
+
 
 def new_task_id() -> str:
     return uuid.uuid4().hex
@@ -201,7 +211,7 @@ def handshake_headers(
 def error_from_handshake(status: int, body: bytes | str = b"") -> CosyVoiceError:
     """The error for a refused handshake (HTTP status other than 101)."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    detail = f" ({text.strip()[:200]})" if text.strip() else ""
+    detail = f" ({server_text(text.strip(), 200)})" if text.strip() else ""
     if status in (401, 403):
         return AuthenticationError(
             f"the service refused the API key or token (HTTP {status}){detail}; check"
@@ -222,12 +232,8 @@ def error_from_task_failed(code: object, message: object, task_id: str | None = 
 
     Fields of the wrong type (a hostile or broken server) are shown, not trusted.
     """
-    code = code if isinstance(code, str) and code else ("UnknownError" if code is None else repr(code)[:100])
-    message = (
-        message
-        if isinstance(message, str) and message
-        else ("task failed" if message is None else repr(message)[:300])
-    )
+    code = server_text(code, 100) if code is not None and code != "" else "UnknownError"
+    message = server_text(message) if message is not None and message != "" else "task failed"
     text = f"{code}: {message}"
     lowered = message.lower()
     cls: type[CosyVoiceError]
@@ -286,6 +292,16 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
+def _word_time(value: Any) -> int | None:
+    """A word time in ms; None when absent or not a number; ProtocolError when absurd."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= MAX_WORD_TIME_MS:
+        shown = "a huge number" if isinstance(value, int) and value.bit_length() > 64 else repr(value)
+        raise ProtocolError(f"the server sent an impossible word time: {shown} ms")
+    return round(value)
+
+
 def _parse_words(raw: Any) -> tuple[RawWord, ...]:
     if not isinstance(raw, list):
         return ()
@@ -294,7 +310,7 @@ def _parse_words(raw: Any) -> tuple[RawWord, ...]:
         if not isinstance(item, Mapping):
             continue
         text = item.get("text")
-        begin, end = _as_int(item.get("begin_time")), _as_int(item.get("end_time"))
+        begin, end = _word_time(item.get("begin_time")), _word_time(item.get("end_time"))
         if not isinstance(text, str) or begin is None or end is None:
             continue
         words.append(
@@ -357,6 +373,8 @@ class TaskProtocol:
     """
 
     def __init__(self, options: SynthesisOptions, *, task_id: str | None = None, ssml: bool = False) -> None:
+        if ssml:
+            options.check_ssml()  # a catalogue voice without SSML: refused before sending
         self.options = options
         self.task_id = task_id or new_task_id()
         self.ssml = ssml
@@ -370,6 +388,16 @@ class TaskProtocol:
         self._finish_held = False
         self._messages_sent = 0
         self._sentence_counter = -1
+        #: Events and audio of this task received so far: what proves the task alive.
+        #: Events of other tasks and unknown events do not count.
+        self.progress = 0
+        # A binary frame belongs to the task of the event before it: after an
+        # event of another task, audio is refused until this task speaks again.
+        self._audio_is_ours = True
+        # Old servers send result-generated without type/index: a sentence
+        # opens with its first such event and closes with the one after its audio.
+        self._legacy_open = False
+        self._legacy_audio = False
 
     # -- client side ------------------------------------------------------
     def start(self) -> None:
@@ -462,6 +490,15 @@ class TaskProtocol:
                     f"audio frame received while the task is {self.state.value}", task_id=self.task_id
                 )
             )
+        if not self._audio_is_ours:
+            return self._fail(
+                ProtocolError(
+                    "audio frame received after an event of another task: it cannot be this task's",
+                    task_id=self.task_id,
+                )
+            )
+        self.progress += 1
+        self._legacy_audio = True
         return [AudioReceived(bytes(data))]
 
     def receive_text(self, data: str | bytes) -> list[ProtocolEvent]:
@@ -478,7 +515,9 @@ class TaskProtocol:
             message = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return self._fail(
-                ProtocolError(f"malformed JSON from the server: {str(data)[:120]!r}", task_id=self.task_id)
+                ProtocolError(
+                    f"malformed JSON from the server: {server_text(str(data), 120)!r}", task_id=self.task_id
+                )
             )
         header = message.get("header") if isinstance(message, dict) else None
         if not isinstance(header, dict):
@@ -486,8 +525,13 @@ class TaskProtocol:
         event = header.get("event")
         task_id = header.get("task_id")
         if task_id is not None and task_id != self.task_id:
-            # A straggler of an earlier task on this connection: not ours.
+            # A straggler of an earlier task on this connection: not ours, and
+            # neither is a binary frame right after it.
+            self._audio_is_ours = False
             return []
+        if event in ("task-started", "task-failed", "result-generated", "task-finished"):
+            self.progress += 1
+            self._audio_is_ours = True
         payload = message.get("payload")
         payload = payload if isinstance(payload, dict) else {}
         if event == "task-started":
@@ -514,11 +558,15 @@ class TaskProtocol:
                     )
                 )
             return []
-        if event == "result-generated":
-            raw = data if isinstance(data, str) else data.decode("utf-8", "replace")
-            return [ResultGenerated(raw), *self._on_result(payload)]
-        if event == "task-finished":
-            return self._on_finished(header, payload)
+        try:
+            if event == "result-generated":
+                raw = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                return [ResultGenerated(raw), *self._on_result(payload)]
+            if event == "task-finished":
+                return self._on_finished(header, payload)
+        except ProtocolError as error:
+            error.task_id = self.task_id
+            return self._fail(error)
         return []  # unknown events are tolerated
 
     def _fail(self, error: CosyVoiceError) -> list[ProtocolEvent]:
@@ -549,29 +597,67 @@ class TaskProtocol:
         self.usage_characters = characters
         return [UsageUpdated(characters)]
 
-    def _sentence_events(self, output: dict[str, Any], kind: Any) -> list[ProtocolEvent]:
+    def _sentence_events(
+        self, output: dict[str, Any], kind: Any, *, final: bool = False
+    ) -> list[ProtocolEvent]:
+        """Events of one result (``kind``: its type) or, ``final``, of task-finished's output."""
         sentence = output.get("sentence")
         events: list[ProtocolEvent] = []
         sentences = output.get("sentences")
         if isinstance(sentences, list):  # all sentences at once (task-finished dialect)
-            for item in sentences:
-                events.extend(self._sentence_events({"sentence": item}, None))
+            for position, item in enumerate(sentences):
+                if isinstance(item, dict) and _as_int(item.get("index")) is None:
+                    item = {**item, "index": position}  # old servers: the list is in sentence order
+                events.extend(self._sentence_events({"sentence": item}, None, final=True))
             return events
         if not isinstance(sentence, dict):
             return events
         index = _as_int(sentence.get("index"))
         text = output.get("original_text", sentence.get("original_text", sentence.get("text")))
         text = text if isinstance(text, str) else None
+        words = _parse_words(sentence.get("words"))
+        if final:
+            if words:
+                # Without an index, the list may hold every word of the task.
+                events.append(WordsReceived(index, words, text))
+            return events
+        if kind is None and index is None:
+            return self._legacy_events(text, words)
         if kind == "sentence-begin":
             self._sentence_counter = index if index is not None else self._sentence_counter + 1
             events.append(SentenceBegin(self._sentence_counter, text))
             index = self._sentence_counter
         elif index is None:
             index = max(self._sentence_counter, 0)
-        words = _parse_words(sentence.get("words"))
         if words:
             events.append(WordsReceived(index, words, text))
         if kind == "sentence-end":
+            events.append(SentenceEnd(index, text))
+        return events
+
+    def _legacy_events(self, text: str | None, words: tuple[RawWord, ...]) -> list[ProtocolEvent]:
+        """A result-generated without type or index: infer where its sentence begins and ends.
+
+        The first event of a sentence (with its text or words) opens it; an
+        event with words, or with the text again after the sentence's audio,
+        closes it. Sentence indexes count from 0 like the typed events'.
+        """
+        events: list[ProtocolEvent] = []
+        if not self._legacy_open and (text is not None or words):
+            self._sentence_counter += 1
+            self._legacy_open = True
+            self._legacy_audio = False
+            if not words:
+                events.append(SentenceBegin(self._sentence_counter, text))
+                return events
+            # Words first: this is the sentence's end, its beginning went unannounced.
+        if not self._legacy_open:
+            return events  # a synthesis event outside any sentence: nothing to learn
+        index = self._sentence_counter
+        if words:
+            events.append(WordsReceived(index, words, text))
+        if words or (text is not None and self._legacy_audio):
+            self._legacy_open = False
             events.append(SentenceEnd(index, text))
         return events
 
@@ -584,7 +670,7 @@ class TaskProtocol:
 
     def _on_finished(self, header: dict[str, Any], payload: dict[str, Any]) -> list[ProtocolEvent]:
         output = payload.get("output")
-        events = self._sentence_events(output, None) if isinstance(output, dict) else []
+        events = self._sentence_events(output, None, final=True) if isinstance(output, dict) else []
         events.extend(self._usage(payload))
         attributes = header.get("attributes")
         if isinstance(attributes, dict) and isinstance(attributes.get("request_uuid"), str):

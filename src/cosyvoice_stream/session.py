@@ -10,16 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .audio import PcmConverter, pcm_duration
-from .errors import CosyVoiceError
+from .errors import CosyVoiceError, ProtocolError
 from .events import AudioChunk, StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from .options import SynthesisOptions
 from .protocol import (
     AudioReceived,
     ProtocolEvent,
     SentenceBegin,
+    SentenceEnd,
     TaskFailed,
     TaskFinished,
     TaskProtocol,
+    TaskState,
     UsageUpdated,
     WordsReceived,
 )
@@ -163,8 +165,20 @@ class TaskSession:
                     out.append(AudioChunk(audio=chunk, sample_rate=self.output_rate, task_id=self.task_id))
             elif isinstance(event, SentenceBegin):
                 self._timeline.sentence_began(event.index, self._service_audio_ms())
+            elif isinstance(event, SentenceEnd):
+                self._timeline.sentence_ended(event.index, self._service_audio_ms())
             elif isinstance(event, WordsReceived):
                 words = self._timeline.add_words(event.index, event.words)
+                last_end = max((w.end for w in words), default=0.0)
+                if self._beyond_audio(last_end):
+                    self._fail(
+                        ProtocolError(
+                            f"the server sent word times up to {last_end:.3f} s for"
+                            f" {self._service_audio_ms() / 1000:.3f} s of audio",
+                            task_id=self.task_id,
+                        )
+                    )
+                    break
                 if words:
                     out.append(WordTimestamps(words=tuple(words), task_id=self.task_id))
             elif isinstance(event, UsageUpdated):
@@ -180,6 +194,19 @@ class TaskSession:
             elif isinstance(event, TaskFailed):
                 self._finalise_metrics(request_uuid=self.protocol.request_uuid)
         return out
+
+    #: How far (s) a word may end beyond the audio received: words come after their
+    #: audio, so anything further is the server contradicting itself.
+    WORD_TIME_MARGIN = 1.0
+
+    def _beyond_audio(self, end: float) -> bool:
+        if self.options.format != "pcm":  # the duration of encoded audio is not known here
+            return False
+        return end > self._service_audio_ms() / 1000 + self.WORD_TIME_MARGIN
+
+    def _fail(self, error: CosyVoiceError) -> None:
+        self.protocol.state = TaskState.FAILED
+        self.protocol.error = error
 
     def _audio(self, data: bytes, now: float) -> bytes:
         if self._first_audio_at is None:

@@ -31,6 +31,7 @@ _IDEOGRAPH_CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in _IDEOGRAPH_R
 _IDEOGRAPH_RE = re.compile(f"[{_IDEOGRAPH_CLASS}]")
 _TAG_RE = re.compile(r"<[^<>]*>")
 _SSML_RE = re.compile(r"^\s*<speak[\s>/]", re.IGNORECASE)
+_SSML_AT = re.compile(r"\s*<speak[\s>/]", re.IGNORECASE)  # at a given position (``match(text, pos)``)
 _BAD_CHAR_RE = re.compile(r"[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -42,6 +43,11 @@ def is_ideograph(char: str) -> bool:
 def is_ssml(text: str) -> bool:
     """True when the text is an SSML document (it starts with ``<speak``)."""
     return _SSML_RE.match(text) is not None
+
+
+def is_complete_ssml(text: str) -> bool:
+    """A whole ``<speak>...</speak>`` document, not the first token of one (streamed text)."""
+    return is_ssml(text) and text.rstrip().endswith("</speak>")
 
 
 def strip_ssml(text: str) -> str:
@@ -91,8 +97,9 @@ def split_text(text: str, limit: int = MAX_MESSAGE_CHARACTERS) -> list[str]:
 
     Cuts at the last sentence end that fits, else the last clause mark, else
     the last whitespace, else as late as possible; never between the halves of
-    a surrogate pair. ``"".join(split_text(t)) == t`` always holds, and no
-    piece is empty.
+    a surrogate pair, and never where the rest would start with ``<speak``
+    (a piece of plain text must not turn into an SSML document).
+    ``"".join(split_text(t)) == t`` always holds, and no piece is empty.
     """
     if limit < 2:
         raise InvalidParameterError(f"limit must be at least 2, got {limit}", parameter="limit")
@@ -125,10 +132,10 @@ def _best_boundary(text: str, cut: int) -> int:
     window = text[:cut]
     for pattern in _BOUNDARIES:
         positions = [m.start() for m in pattern.finditer(window)]
-        positions = [p for p in positions if 0 < p <= cut]
-        if positions:
-            return positions[-1]
-    # Hard cut: never leave a high surrogate at the end of a piece.
-    if cut > 1 and "\ud800" <= text[cut - 1] <= "\udbff":
+        for p in reversed(positions):
+            if 0 < p <= cut and not _SSML_AT.match(text, p):
+                return p
+    # Hard cut: never leave a high surrogate at the end of a piece, nor start an SSML-looking one.
+    while cut > 1 and ("\ud800" <= text[cut - 1] <= "\udbff" or _SSML_AT.match(text, cut)):
         cut -= 1
     return max(cut, 1)

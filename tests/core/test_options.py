@@ -50,7 +50,7 @@ def test_voice_of_another_generation_is_refused_before_any_request() -> None:
 def test_instruction_only_on_models_that_take_it() -> None:
     with pytest.raises(InstructionError, match="cosyvoice-v2"):
         SynthesisOptions(model="cosyvoice-v2", voice="longxiaochun_v2", instruction="Be happy.")
-    SynthesisOptions(model="cosyvoice-v3-plus", instruction="Be happy.")
+    SynthesisOptions(model="cosyvoice-v3-plus", instruction="你说话的情感是happy。")
 
 
 def test_audio_format_members_match_the_sdk() -> None:

@@ -154,6 +154,6 @@ def test_real_pipecat_cli_lists_the_extension() -> None:
     try:
         pipecat_app = pipecat_cli._build_app()
     except ImportError:
-        pytest.skip("the `pipecat` command needs pipecat-ai[cli] (not installed here)")
+        pytest.skip("the `pipecat` command needs cosyvoice-stream[pipecat-cli] (not installed here)")
     result = CliRunner().invoke(pipecat_app, ["cosyvoice", "voices"])
     assert result.exit_code == 0 and "longanyang" in result.output

@@ -432,3 +432,175 @@ def self_signed_cert(directory: str, hostname: str = "localhost") -> tuple[str, 
             )
         )
     return cert, key
+
+
+# -- a server at the byte level ------------------------------------------------------------
+
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = False, rsv: int = 0) -> bytes:
+    """One WebSocket frame as a server would write it (``mask=True``: illegal for a server)."""
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    length = len(payload)
+    bit = 0x80 if mask else 0
+    if length < 126:
+        head += bytes([bit | length])
+    elif length < 65536:
+        head += bytes([bit | 126]) + length.to_bytes(2, "big")
+    else:
+        head += bytes([bit | 127]) + length.to_bytes(8, "big")
+    if mask:
+        key = b"\x01\x02\x03\x04"
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        head += key
+    return head + payload
+
+
+def ws_text(text: str) -> bytes:
+    return ws_frame(0x1, text.encode())
+
+
+def ws_close(code: int, reason: str = "") -> bytes:
+    return ws_frame(0x8, code.to_bytes(2, "big") + reason.encode())
+
+
+def event(task_id: str, name: str, payload: dict | None = None, **header: object) -> bytes:
+    """A server event as a text frame."""
+    message = {"header": {"task_id": task_id, "event": name, **header}, "payload": payload or {}}
+    return ws_text(json.dumps(message))
+
+
+class RawLink:
+    """One connection of ``RawServer``: write raw bytes, read the client's run-task."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.authorization = ""
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def trickle(self, data: bytes, every: float = 0.2) -> None:
+        """Write ``data`` one byte every ``every`` s (a peer that is slow, not silent)."""
+        for i in range(len(data)):
+            await self.send(data[i : i + 1])
+            await asyncio.sleep(every)
+
+    async def read_message(self) -> str | None:
+        """The next text message from the client (None at EOF); control frames are skipped."""
+        while True:
+            try:
+                first, second = await self.reader.readexactly(2)
+                length = second & 0x7F
+                if length == 126:
+                    length = int.from_bytes(await self.reader.readexactly(2), "big")
+                elif length == 127:
+                    length = int.from_bytes(await self.reader.readexactly(8), "big")
+                key = await self.reader.readexactly(4) if second & 0x80 else b"\0\0\0\0"
+                data = await self.reader.readexactly(length)
+            except (asyncio.IncompleteReadError, OSError):
+                return None
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+            if first & 0x0F == 0x1:
+                return payload.decode("utf-8", "replace")
+
+
+RawScript = Callable[[RawLink, str], "asyncio.Future[None] | object"]
+
+
+class RawServer:
+    """A WebSocket server written at the byte level, for what ``websockets`` will not send:
+    close frames without the TCP close, masked or oversized frames, bytes that trickle.
+
+    ``handshake``: ``"ok"``; ``"trickle"`` (the 101 answer one byte every 0.2 s);
+    or an HTTP status (int) refused with ``body`` (``{key}`` becomes the client's key).
+    ``script(link, task_id)`` runs for every run-task; the connection stays open
+    (TCP included) until the client closes it or the server is closed.
+    """
+
+    def __init__(self, script: Callable[[RawLink, str], object] | None = None, *,
+                 handshake: str | int = "ok", body: str = "") -> None:  # fmt: skip
+        self.script = script
+        self.handshake = handshake
+        self.body = body
+        self.port = 0
+        self.connections = 0
+        self.run_tasks = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api-ws/v1/inference"
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.ensure_future(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import base64
+        import hashlib
+
+        self._writers.append(writer)
+        self.connections += 1
+        link = RawLink(reader, writer)
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            request = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            headers = {}
+            for line in request.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            link.authorization = headers.get("authorization", "")
+            if isinstance(self.handshake, int):
+                key = link.authorization.removeprefix("Bearer ").strip()
+                body = self.body.replace("{key}", key).encode()
+                await link.send(
+                    f"HTTP/1.1 {self.handshake} Refused\r\nContent-Length: {len(body)}\r\n"
+                    "Content-Type: application/json\r\nConnection: close\r\n\r\n".encode()
+                    + body
+                )
+                writer.close()
+                return
+            accept = base64.b64encode(
+                hashlib.sha1((headers["sec-websocket-key"] + _WS_GUID).encode()).digest()
+            ).decode()
+            answer = (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            ).encode()
+            if self.handshake == "trickle":
+                await link.trickle(answer)
+            else:
+                await link.send(answer)
+            while (message := await link.read_message()) is not None:
+                try:
+                    header = json.loads(message).get("header", {})
+                except (ValueError, AttributeError):
+                    continue
+                if header.get("action") == "run-task" and self.script is not None:
+                    self.run_tasks += 1
+                    outcome = self.script(link, str(header.get("task_id")))
+                    if asyncio.iscoroutine(outcome):
+                        task = asyncio.ensure_future(outcome)
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)

@@ -203,6 +203,8 @@ async def test_tls_certificate_is_verified(tls_front, monkeypatch: pytest.Monkey
         out = await drive(synth.synthesize("Hi."), 5)
     assert isinstance(out.error, ConnectionLostError), repr(out.error)
     assert "CERTIFICATE_VERIFY_FAILED" in str(out.error) and out.audio == b""
+    # Permanent: the certificate will not verify on the next attempt either (LiveKit must not retry).
+    assert out.error.retryable is False and out.error.permanent is True
     assert server.connections_opened == 0
     # Trusting the certificate the documented way (SSL_CERT_FILE) makes it work: the check is real.
     monkeypatch.setenv("SSL_CERT_FILE", cert)

@@ -271,7 +271,11 @@ async def test_no_authentication_by_default(server: EmbeddedServer) -> None:
             "InvalidParameter",
             "error code: 428",
         ),
-        (run_task("t", voice="longhuhu_v3", instruction="Be happy."), "InvalidParameter", "error code: 428"),
+        (
+            run_task("t", voice="longyingjing_v3", instruction="你说话的情感是happy。"),
+            "InvalidParameter",
+            "error code: 428",
+        ),
         (run_task("t", format="flac"), "InvalidParameter", "format"),
         (run_task("t", sample_rate=12345), "InvalidParameter", "sample_rate"),
         (run_task("t", format="opus", sample_rate=22050), "InvalidParameter", "opus"),

@@ -131,14 +131,17 @@ def test_parameters_defaults_and_sdk_quirks() -> None:
 
 
 def test_cloned_voices_follow_their_model() -> None:
-    params, _ = parse_run_task(
-        {"model": "cosyvoice-v2", "parameters": {"voice": "cosyvoice-v2-myvoice-abc"}, "input": {}}
-    )
+    cloned = {"cosyvoice-v2-myvoice-abc": "cosyvoice-v2", "cosyvoice-v3-flash-x-1": "cosyvoice-v3-flash"}
+
+    def payload(voice: str) -> dict[str, object]:
+        return {"model": "cosyvoice-v2", "parameters": {"voice": voice}, "input": {}}
+
+    params, _ = parse_run_task(payload("cosyvoice-v2-myvoice-abc"), cloned_voice_model=cloned.get)
     assert params.voice == "cosyvoice-v2-myvoice-abc"
-    with pytest.raises(TaskError, match="418"):
-        parse_run_task(
-            {"model": "cosyvoice-v2", "parameters": {"voice": "cosyvoice-v3-flash-x"}, "input": {}}
-        )
+    with pytest.raises(TaskError, match="418"):  # cloned for another model
+        parse_run_task(payload("cosyvoice-v3-flash-x-1"), cloned_voice_model=cloned.get)
+    with pytest.raises(TaskError, match="418"):  # by default the server knows no cloned voice
+        parse_run_task(payload("cosyvoice-v2-myvoice-abc"))
 
 
 # -- tone engine -------------------------------------------------------------

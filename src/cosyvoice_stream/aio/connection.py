@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,9 +16,9 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.protocol import State
 
 from ..endpoint import Credentials, is_loopback
-from ..errors import ClientTimeoutError, ConnectionLostError, CosyVoiceError
+from ..errors import ClientTimeoutError, ConnectionLostError, CosyVoiceError, ProtocolError
 from ..protocol import error_from_handshake, handshake_headers
-from ..redact import protocol_logger
+from ..redact import protocol_logger, server_text
 from ..version import __version__
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ class Timeouts:
     ``idle``: longest silence from the server once audio flows or the task is
     finishing. ``text``: longest silence while the caller may still send text
     (the server itself fails the task after 23 s without text).
+    ``server_text``: that server-side window (the service's 23 s). A task
+    started ahead of time (prestart) is replaced by a fresh one before it
+    runs out, so a stream always gets the whole window for its first text.
     """
 
     connect: float = 10.0
@@ -47,9 +51,10 @@ class Timeouts:
     idle: float = 20.0
     text: float = 30.0
     close: float = 2.0
+    server_text: float = 23.0
 
     def __post_init__(self) -> None:
-        for name in ("connect", "start", "first_audio", "idle", "text", "close"):
+        for name in ("connect", "start", "first_audio", "idle", "text", "close", "server_text"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
                 from ..errors import InvalidParameterError
@@ -100,6 +105,14 @@ class Connection:
         except InvalidStatus as exc:
             response = exc.response
             raise error_from_handshake(response.status_code, bytes(response.body or b"")) from None
+        except ssl.SSLCertVerificationError as exc:
+            # The certificate will not verify on the next attempt either.
+            raise ConnectionLostError(
+                f"could not connect to {host}: the TLS certificate did not verify: {exc}",
+                code="TLSVerifyFailed",
+                retryable=False,
+                permanent=True,
+            ) from None
         except (OSError, InvalidHandshake, websockets.exceptions.WebSocketException) as exc:
             raise ConnectionLostError(
                 f"could not connect to {host}: {type(exc).__name__}: {exc}", code="ConnectFailed"
@@ -124,6 +137,7 @@ class Connection:
             close_timeout=timeouts.close,
             proxy=None if is_loopback(host) else True,
             logger=protocol_logger(),
+            create_connection=_ClientConnection,
         )
 
     @property
@@ -152,6 +166,34 @@ class Connection:
             transport.abort()
 
 
+class _ClientConnection(ClientConnection):
+    """A client connection that ends at once when the WebSocket is over.
+
+    ``websockets`` keeps ``recv()`` waiting for the server's TCP close after a
+    close frame arrived, or after a malformed frame made it fail the
+    connection. Nothing more can come on such a connection, so the transport
+    is aborted right away: the reader learns of it now, with the close code
+    (or the framing error) intact, instead of when a deadline passes.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.protocol.close_rcvd is not None or framing_error(self) is not None:
+            self._abort()
+
+    def set_connection_exc(self, exc: BaseException | None) -> None:
+        super().set_connection_exc(exc)
+        if isinstance(exc, UnicodeDecodeError):
+            # Invalid UTF-8 is found when recv() decodes the message; once the
+            # close frame saying so is written, stop waiting for the server.
+            asyncio.get_running_loop().call_soon(self._abort)
+
+    def _abort(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
+
 def _abort_if_connected(attempt: asyncio.Future[ClientConnection]) -> None:
     """A connect attempt abandoned by its caller: drop what it opened, if anything."""
     if attempt.cancelled() or attempt.exception() is not None:
@@ -161,14 +203,45 @@ def _abort_if_connected(attempt: asyncio.Future[ClientConnection]) -> None:
         transport.abort()
 
 
+def framing_error(ws: ClientConnection) -> BaseException | None:
+    """The malformed frame that ended ``ws``, if that is what ended it (not a mere EOF)."""
+    framing = (websockets.exceptions.ProtocolError, websockets.exceptions.PayloadTooBig, UnicodeDecodeError)
+    for failure in (ws.protocol.parser_exc, ws.connection_exc):
+        if isinstance(failure, framing):
+            return failure
+    return None
+
+
 def describe_close(ws: ClientConnection) -> str:
     rcvd = ws.protocol.close_rcvd
     if rcvd is None:
         return "the connection dropped without a close frame"
-    return f"the server closed the connection (code {rcvd.code}{', ' + rcvd.reason if rcvd.reason else ''})"
+    reason = f", {server_text(rcvd.reason, 200)}" if rcvd.reason else ""
+    return f"the server closed the connection (code {rcvd.code}{reason})"
 
 
 def connection_lost(ws: ClientConnection, task_id: str | None) -> CosyVoiceError:
+    """The error for a connection that ended before its task did.
+
+    A frame the WebSocket layer refused (bad framing, a masked server frame,
+    invalid UTF-8, over ``MAX_MESSAGE_BYTES``) is the server breaking the
+    protocol: ``ProtocolError``, not retryable. Otherwise the connection was
+    lost: ``ConnectionLostError`` with the server's close code and reason.
+    """
+    failure = framing_error(ws)
+    if failure is not None:
+        return ProtocolError(
+            f"the server broke the WebSocket protocol: {type(failure).__name__}:"
+            f" {server_text(str(failure), 200)}",
+            code="WebSocketProtocol",
+            task_id=task_id,
+            retryable=False,
+        )
+    rcvd = ws.protocol.close_rcvd
     return ConnectionLostError(
-        f"{describe_close(ws)} before the task ended", code="ConnectionLost", task_id=task_id
+        f"{describe_close(ws)} before the task ended",
+        code="ConnectionLost",
+        task_id=task_id,
+        close_code=None if rcvd is None else rcvd.code,
+        close_reason=None if rcvd is None else server_text(rcvd.reason, 200),
     )

@@ -147,9 +147,7 @@ class ConnectionPool:
         """Give back a connection whose task finished cleanly (or that holds a primed task)."""
         self._in_use.discard(conn)
         self._returning.discard(conn)
-        conn.idle_since = time.monotonic()
-        if conn.primed is not None:
-            conn.primed_at = conn.idle_since
+        conn.idle_since = time.monotonic()  # ``primed_at`` stays: the task's window runs from its run-task
         stale = conn.primed is not None and self.current_options not in (None, conn.primed.options)
         if self._closed or stale or not conn.usable or len(self._idle) >= self.max_idle:
             self.discard(conn)

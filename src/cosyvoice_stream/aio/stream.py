@@ -22,10 +22,11 @@ from ..errors import (
 from ..events import StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from ..options import SynthesisOptions
 from ..protocol import TaskState, check_fragment
+from ..redact import server_text
 from ..session import TaskSession
 from ..text import billable_characters
 from ..timestamps import WordTiming
-from .connection import Connection, connection_lost
+from .connection import Connection, Timeouts, connection_lost, framing_error
 
 if TYPE_CHECKING:
     from .synthesizer import AsyncSynthesizer
@@ -45,8 +46,13 @@ class _TaskRun:
         output_rate: int,
         ssml: bool,
         text_offset: int,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.synth = synth
+        # A stream's own deadlines (a framework's per-request timeout) also bound
+        # the whole wait for a connection; else the synthesizer's apply.
+        self.timeouts = timeouts or synth.timeouts
+        self.bound_acquire = timeouts is not None
         self.options = options
         self.output_rate = output_rate
         self.ssml = ssml
@@ -56,6 +62,7 @@ class _TaskRun:
         self.pushed: list[tuple[str, float]] = []  # all text, replayed if a stale connection is retried
         self.delivered = False
         self.reused = False
+        self.billed: int | None = None  # the service's figure, once the task completed
         self.characters = 0
         self.messages = 0
         self.has_text = False
@@ -69,6 +76,8 @@ class _TaskRun:
         self._interruption: CosyVoiceError | str | None = None
         self._last_activity = 0.0
         self._audio_seen = False
+        self._reprime_timer: asyncio.TimerHandle | None = None
+        self._fresh_task = False  # a primed task ran out of time: start a new one
         self.requested_at = time.monotonic()
         self.task = synth._spawn(self._run())
 
@@ -123,21 +132,30 @@ class _TaskRun:
 
     async def _run(self) -> None:
         try:
-            for attempt in range(self.STALE_RETRIES + 1):
+            attempt = 0
+            while True:
                 try:
                     await self._run_task()
                     return
+                except _Reprime:
+                    # The primed task would hit the service's text timeout before any
+                    # text came: a fresh task gives the caller the whole window.
+                    logger.debug("primed task too old for the text window; starting a fresh one")
+                    self._fresh_task = True
+                    self._restart()
                 except (ConnectionClosed, OSError):
-                    if not self.reused or self.delivered or attempt == self.STALE_RETRIES:
+                    malformed = self.conn is not None and framing_error(self.conn.ws) is not None
+                    if malformed or not self.reused or self.delivered or attempt == self.STALE_RETRIES:
                         raise
+                    attempt += 1
                     # The pooled connection died while idle and nothing reached the
                     # caller yet: replay the task on another connection.
                     logger.debug("pooled connection was dead; retrying the task on another")
-                    if self.conn is not None:
-                        self.synth.pool.discard(self.conn)
-                        self.conn = None
-                    self.session = None
-                    self.pending = list(self.pushed)
+                    self._restart()
+        except asyncio.CancelledError:
+            if not self.cancelled:  # not the stream's cancel(): the synthesizer was closed
+                self._put(TaskCancelledError("the synthesizer was closed (aclose()) before the task ended"))
+            raise
         except CosyVoiceError as error:
             self._put(error)
         except ConnectionClosed:
@@ -151,19 +169,50 @@ class _TaskRun:
             internal.__cause__ = exc
             self._put(internal)
         finally:
+            if self._reprime_timer is not None:
+                self._reprime_timer.cancel()
             if self.conn is not None:  # the task did not end cleanly: never reuse
                 self.synth.pool.discard(self.conn)
                 self.conn = None
 
+    def _restart(self) -> None:
+        """Drop this attempt's connection and session; the next attempt replays the text."""
+        if self._reprime_timer is not None:
+            self._reprime_timer.cancel()
+            self._reprime_timer = None
+        if self.conn is not None:
+            self.synth.pool.discard(self.conn)
+            self.conn = None
+        self.session = None
+        self.pending = list(self.pushed)
+
+    def _watch_primed(self, primed_at: float) -> None:
+        """A primed task's text window started at ``primed_at``: replace it before it ends."""
+        window = self.synth.timeouts.server_text
+        due = primed_at + window - min(1.0, window / 4) - time.monotonic()
+        self._reprime_timer = asyncio.get_running_loop().call_later(max(0.0, due), self._reprime_due)
+
+    def _reprime_due(self) -> None:
+        self._reprime_timer = None
+        session = self._reading
+        if session is None or self.has_text:
+            return
+        if session.protocol.state in (TaskState.STARTING, TaskState.STARTED):
+            self._interrupt(_REPRIME)
+
     async def _run_task(self) -> None:
         # A primed connection holds a started plain-text task: SSML needs its own run-task.
-        self.conn, reused = await self.synth.pool.acquire(None if self.ssml else self.options)
+        self.conn, reused = await self._acquire()
         acquire_time = time.monotonic() - self.requested_at
         self.reused = reused
         conn = self.conn
         conn.tasks_run += 1
+        task_started_at = time.monotonic()
         if conn.primed is not None:
             session, conn.primed = conn.primed, None
+            task_started_at = conn.primed_at
+            if not self.has_text:
+                self._watch_primed(task_started_at)
             session.set_output_rate(self.output_rate)
             session.start_metrics(
                 requested_at=self.requested_at, connect_time=0.0, reused=True, acquire_time=acquire_time
@@ -197,8 +246,33 @@ class _TaskRun:
                 raise
         else:
             conn.primed = session  # nothing was said: keep the started task warm
+            conn.primed_at = task_started_at  # its text window runs from its run-task
             self.synth.pool.release(conn)
             self._put(None)
+
+    async def _acquire(self) -> tuple[Connection, bool]:
+        fresh = self.ssml or self._fresh_task
+        acquire = self.synth.pool.acquire(None if fresh else self.options)
+        if not self.bound_acquire:
+            return await acquire
+        attempt = asyncio.ensure_future(acquire)
+        try:
+            done, _ = await asyncio.wait({attempt}, timeout=self.timeouts.connect)
+        finally:
+            if not attempt.done():
+                attempt.cancel()
+                # A connection handed over as the deadline passed must not leak.
+                attempt.add_done_callback(self._discard_late)
+        if not done:
+            raise ClientTimeoutError(
+                f"no connection within {self.timeouts.connect:g} s (pool wait, credentials and handshake)",
+                code="ConnectTimeout",
+            )
+        return attempt.result()
+
+    def _discard_late(self, attempt: asyncio.Future[tuple[Connection, bool]]) -> None:
+        if not attempt.cancelled() and attempt.exception() is None:
+            self.synth.pool.discard(attempt.result()[0])
 
     async def _writer(self, conn: Connection, session: TaskSession) -> None:
         while True:
@@ -210,7 +284,7 @@ class _TaskRun:
             await self._send_wake.wait()
 
     def _timeout(self, session: TaskSession) -> tuple[float, str]:
-        timeouts = self.synth.timeouts
+        timeouts = self.timeouts
         protocol = session.protocol
         if protocol.state is TaskState.STARTING:
             return timeouts.start, "the task to start"
@@ -266,6 +340,9 @@ class _TaskRun:
         if self.abandoned and session.protocol.state in (TaskState.STARTING, TaskState.STARTED):
             self._interrupt(_ABANDON)
         else:
+            # The wait for the first audio starts now, not at the server's last message
+            # (which may be long ago when the text came slowly).
+            self._last_activity = asyncio.get_running_loop().time()
             self._schedule_watchdog()
 
     async def _reader(self, conn: Connection, session: TaskSession) -> bool:
@@ -292,12 +369,15 @@ class _TaskRun:
                         task.uncancel()  # Python 3.11+: this cancellation was ours, and handled
                     if reason is _ABANDON:
                         return False
+                    if reason is _REPRIME:
+                        raise _Reprime() from None
                     assert isinstance(reason, CosyVoiceError)
                     raise reason from None
-                self._last_activity = loop.time()
                 now = time.monotonic()
+                progress = session.protocol.progress
                 if isinstance(message, str):
-                    logger.debug("recv %s", message[:500])
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug("recv %s", server_text(message, 500))
                     state = session.protocol.state
                     events = session.receive_text(message, now)
                     if session.protocol.state is not state:
@@ -305,6 +385,10 @@ class _TaskRun:
                 else:
                     events = session.receive_bytes(message, now)
                     self._audio_seen = True
+                if session.protocol.progress != progress:
+                    # Only this task's own events and audio prove it alive: chatter
+                    # (unknown events, other task ids) must not hold a dead task open.
+                    self._last_activity = loop.time()
                 finished = session.protocol.state is TaskState.FINISHED
                 if finished:
                     # Before the caller hears of it: the next utterance waits for this connection.
@@ -323,6 +407,11 @@ class _TaskRun:
 
 
 _ABANDON = "abandon"
+_REPRIME = "reprime"
+
+
+class _Reprime(Exception):
+    """The primed task's text window is running out before any text came."""
 
 
 class SynthesisStream:
@@ -341,9 +430,16 @@ class SynthesisStream:
     """
 
     def __init__(
-        self, synth: AsyncSynthesizer, options: SynthesisOptions, output_rate: int, *, ssml: bool = False
+        self,
+        synth: AsyncSynthesizer,
+        options: SynthesisOptions,
+        output_rate: int,
+        *,
+        ssml: bool = False,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._synth = synth
+        self._timeouts = timeouts
         self.options = options
         self.sample_rate = output_rate
         self._ssml = ssml
@@ -356,11 +452,14 @@ class SynthesisStream:
         self._finished = False
         self._cancelled = False
         self._changed = asyncio.Event()
+        self._closed_error: CosyVoiceError | None = None
         self.metrics: list[TaskMetrics] = []
         self._new_run()  # connect and start the task now, while text is on its way
 
     def _new_run(self) -> _TaskRun:
-        run = _TaskRun(self._synth, self.options, self.sample_rate, self._ssml, self._text_length)
+        run = _TaskRun(
+            self._synth, self.options, self.sample_rate, self._ssml, self._text_length, self._timeouts
+        )
         self._runs.append(run)
         self._current = run
         self._changed.set()
@@ -370,11 +469,27 @@ class SynthesisStream:
     def cancelled(self) -> bool:
         return self._cancelled
 
+    def _owner_closed(self) -> None:
+        """The synthesizer was closed: no task will start; a reader waiting for one ends."""
+        if not self._finished:
+            self._finished = True
+            self._current = None
+            self._closed_error = TaskCancelledError("the synthesizer was closed (aclose())")
+        self._changed.set()
+
+    @property
+    def billable_characters(self) -> int:
+        """Billable characters so far: the service's figure for each completed task,
+        the estimate of the text sent for the others (running, cancelled, failed)."""
+        return sum(run.characters if run.billed is None else run.billed for run in self._runs)
+
     @property
     def task_ids(self) -> list[str]:
         return [run.session.task_id for run in self._runs if run.session is not None]
 
     def _check_open(self, what: str) -> None:
+        if self._synth._closed:
+            raise TaskCancelledError(f"{what} after the synthesizer was closed (aclose())")
         if self._cancelled:
             raise TaskCancelledError(f"{what} after cancel()")
         if self._finished:
@@ -445,6 +560,9 @@ class SynthesisStream:
             if self._cancelled:
                 raise StopAsyncIteration
             if self._read_index >= len(self._runs):
+                if self._closed_error is not None:
+                    error, self._closed_error = self._closed_error, None
+                    raise error
                 if self._finished:
                     raise StopAsyncIteration
                 self._changed.clear()
@@ -460,10 +578,12 @@ class SynthesisStream:
             if isinstance(item, CosyVoiceError):
                 self._read_index = len(self._runs)
                 self._finished = True
+                self._closed_error = None  # one error ends the stream
                 await self.cancel_remaining()
                 raise item
             if isinstance(item, SynthesisComplete):
                 self.metrics.append(item.metrics)
+                run.billed = item.metrics.billable_characters
                 self._audio_offset += item.metrics.audio_duration
                 self._read_index += 1
                 return item

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Coroutine, Mapping, Sequence
+import time
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..endpoint import Credentials, TokenProvider, resolve_url
-from ..errors import InvalidParameterError
+from ..errors import CosyVoiceError, InvalidParameterError
 from ..events import AudioChunk, StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from ..options import SynthesisOptions, service_sample_rate
 from ..protocol import check_fragment
@@ -23,6 +25,11 @@ from .pool import ConnectionPool, PoolStats
 from .stream import SynthesisStream
 
 logger = logging.getLogger("cosyvoice_stream")
+
+#: What a connection listener hears: a connection opened, one closed or
+#: dropped, or an attempt to open one failed (with the error).
+ConnectionEvent = Literal["connected", "disconnected", "connection_error"]
+ConnectionListener = Callable[[ConnectionEvent, "CosyVoiceError | None"], None]
 
 
 @dataclass
@@ -68,7 +75,7 @@ class AsyncSynthesizer:
         speech_rate: float = 1.0,
         pitch_rate: float = 1.0,
         bit_rate: int | None = None,
-        word_timestamp_enabled: bool = False,
+        word_timestamp_enabled: bool | Literal["auto"] = False,
         seed: int = 0,
         language_hints: Sequence[str] | None = None,
         instruction: str | None = None,
@@ -125,10 +132,15 @@ class AsyncSynthesizer:
             keep_warm=keep_warm,
             prepare=self._prepare_connection,
             opening_wait=self.timeouts.connect + self.timeouts.start,
+            # Idle primed tasks go well before the service's text timeout (18 of 23 s).
+            primed_ttl=self.timeouts.server_text * 18 / 23,
         )
         self.pool.current_options = self.options
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[ConnectionListener] = []
+        self._prewarming: asyncio.Task[None] | None = None
+        self._streams: weakref.WeakSet[SynthesisStream] = weakref.WeakSet()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a stream's task, tracked so ``aclose()`` can end it."""
@@ -179,8 +191,29 @@ class AsyncSynthesizer:
         return options.replace(**changes), output_rate
 
     # -- connections ----------------------------------------------------------
+    def add_connection_listener(self, listener: ConnectionListener) -> None:
+        """Call ``listener(event, error)`` (synchronously, on the event loop) whenever a
+        connection opens, closes or drops, or fails to open (frameworks' connection events)."""
+        self._listeners.append(listener)
+
+    def _notify(self, event: ConnectionEvent, error: CosyVoiceError | None = None) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event, error)
+            except Exception:  # a listener's bug must not break the connection's owner
+                logger.exception("cosyvoice connection listener failed")
+
     async def _open_connection(self) -> Connection:
-        return await Connection.open(self.url, self._credentials, self.timeouts, workspace=self._workspace)
+        try:
+            conn = await Connection.open(
+                self.url, self._credentials, self.timeouts, workspace=self._workspace
+            )
+        except CosyVoiceError as error:
+            self._notify("connection_error", error)
+            raise
+        self._notify("connected")
+        conn.ws.connection_lost_waiter.add_done_callback(lambda _: self._notify("disconnected"))
+        return conn
 
     def _new_session(self, options: SynthesisOptions, output_rate: int, *, ssml: bool = False) -> TaskSession:
         return TaskSession(options, output_rate=output_rate, ssml=ssml)
@@ -203,6 +236,7 @@ class AsyncSynthesizer:
     async def _prime(self, conn: Connection) -> None:
         session = self._new_session(self.options, self.output_rate)
         session.start()
+        conn.primed_at = time.monotonic()  # the service's text window starts with run-task
         for message in session.data_to_send():
             await asyncio.wait_for(conn.ws.send(message), self.timeouts.connect)
         conn.primed = session
@@ -212,6 +246,30 @@ class AsyncSynthesizer:
         when ``prestart``), so the first utterance pays no connection set-up."""
         self._check_open()
         await self.pool.prewarm(connections)
+
+    def prewarm_soon(self, on_error: Callable[[CosyVoiceError], Awaitable[None]] | None = None) -> None:
+        """``prewarm()`` in the background (one at a time; ``aclose()`` ends it).
+
+        A retryable failure is logged: the next utterance connects, and reports,
+        by itself. Any other failure goes to ``on_error`` (else it is logged).
+        Without a running event loop this does nothing.
+        """
+        if self._closed or (self._prewarming is not None and not self._prewarming.done()):
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._prewarming = self._spawn(self._prewarm_reporting(on_error))
+
+    async def _prewarm_reporting(self, on_error: Callable[[CosyVoiceError], Awaitable[None]] | None) -> None:
+        try:
+            await self.prewarm()
+        except CosyVoiceError as error:
+            if error.retryable or on_error is None:
+                logger.warning("cosyvoice prewarm failed: %s", error)
+            else:
+                await on_error(error)
 
     @property
     def pool_stats(self) -> PoolStats:
@@ -225,7 +283,12 @@ class AsyncSynthesizer:
             )
 
     def stream(
-        self, *, options: SynthesisOptions | None = None, ssml: bool = False, **overrides: Any
+        self,
+        *,
+        options: SynthesisOptions | None = None,
+        ssml: bool = False,
+        timeouts: Timeouts | None = None,
+        **overrides: Any,
     ) -> SynthesisStream:
         """A new utterance with streaming text input.
 
@@ -233,19 +296,35 @@ class AsyncSynthesizer:
         options for this utterance; keyword overrides apply on top, to it alone.
         ``ssml=True`` makes it a whole-document SSML utterance: exactly one
         push of one ``<speak>`` document (at most 2,000 characters).
+        ``timeouts`` replaces the synthesizer's deadlines for this utterance, and
+        its ``connect`` then also bounds the whole wait for a connection
+        (pooled, being opened, or new).
         """
         self._check_open()
         resolved, output_rate = self._options_for(overrides, options)
-        return SynthesisStream(self, resolved, output_rate, ssml=ssml)
+        return self._track(
+            SynthesisStream(self, resolved, output_rate, ssml=ssml, timeouts=_check_timeouts(timeouts))
+        )
+
+    def _track(self, stream: SynthesisStream) -> SynthesisStream:
+        """Remember ``stream`` so that ``aclose()`` can end its reader."""
+        self._streams.add(stream)
+        return stream
 
     def synthesize(
-        self, text: str, *, options: SynthesisOptions | None = None, **overrides: Any
+        self,
+        text: str,
+        *,
+        options: SynthesisOptions | None = None,
+        timeouts: Timeouts | None = None,
+        **overrides: Any,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Synthesize a whole text; iterate the result for audio, word and completion events.
 
         The text and options are checked here, at the call. SSML documents
         (``<speak>...``) are accepted here, and only here: they go as one
-        message with ``enable_ssml`` (at most 2,000 characters).
+        message with ``enable_ssml`` (at most 2,000 characters). ``timeouts``:
+        as for ``stream()``.
         """
         self._check_open()
         check_text(text)
@@ -254,12 +333,14 @@ class AsyncSynthesizer:
         ssml = is_ssml(text)
         check_fragment(text, ssml=ssml, characters_sent=0, messages_sent=0)
         resolved, output_rate = self._options_for(overrides, options)
-        return self._synthesize(text, resolved, output_rate, ssml)
+        if ssml:
+            resolved.check_ssml()
+        return self._synthesize(text, resolved, output_rate, ssml, _check_timeouts(timeouts))
 
     async def _synthesize(
-        self, text: str, options: SynthesisOptions, output_rate: int, ssml: bool
+        self, text: str, options: SynthesisOptions, output_rate: int, ssml: bool, timeouts: Timeouts | None
     ) -> AsyncGenerator[StreamEvent, None]:
-        stream = SynthesisStream(self, options, output_rate, ssml=ssml)
+        stream = self._track(SynthesisStream(self, options, output_rate, ssml=ssml, timeouts=timeouts))
         try:
             stream.push_text(text)
             await stream.finish()
@@ -285,10 +366,17 @@ class AsyncSynthesizer:
         return result
 
     async def aclose(self) -> None:
-        """Close every connection. Streams still running are cut off."""
+        """Close every connection. Streams still running are cut off.
+
+        Every reader of a stream ends promptly: what its tasks delivered
+        before is still read, then ``TaskCancelledError`` (or the end of the
+        iteration, for a stream already complete).
+        """
         if self._closed:
             return
         self._closed = True
+        for stream in list(self._streams):
+            stream._owner_closed()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -300,3 +388,12 @@ class AsyncSynthesizer:
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             await self.aclose()
+
+
+def _check_timeouts(timeouts: object) -> Timeouts | None:
+    if timeouts is not None and not isinstance(timeouts, Timeouts):
+        raise InvalidParameterError(
+            f"timeouts must be a cosyvoice_stream.Timeouts, got {type(timeouts).__name__}",
+            parameter="timeouts",
+        )
+    return timeouts

@@ -18,6 +18,7 @@ from websockets.http11 import Request, Response
 
 from .config import SERVICE_PATH, ServerConfig, TaskRecord
 from .engines import Engine, create_engine
+from .enrollment import EnrollmentServer, VoiceStore
 from .faults import Fault
 from .session import Connection, ServerContext
 
@@ -74,6 +75,9 @@ class EmbeddedServer:
         self._context: ServerContext | None = None
         self._server: Server | None = None
         self._pending_faults: list[Fault] = []
+        #: Voices cloned through the customization API; kept across stop/start.
+        self.voices = VoiceStore()
+        self._enrollment: EnrollmentServer | None = None
 
     # -- lifecycle --------------------------------------------------------
     async def start(self) -> None:
@@ -90,6 +94,7 @@ class EmbeddedServer:
             else None
         )
         context = ServerContext(config, engine, executor)
+        context.voices = self.voices
         for fault in self._pending_faults:
             context.faults.add(fault)
         self._pending_faults.clear()
@@ -111,6 +116,17 @@ class EmbeddedServer:
             if executor is not None:
                 executor.shutdown(wait=False)
             raise
+        if config.enrollment:
+            enrollment = EnrollmentServer(self.voices, config.host, config.enrollment_port, config.api_keys)
+            try:
+                enrollment.start()
+            except BaseException:
+                server.close()
+                await server.wait_closed()
+                if executor is not None:
+                    executor.shutdown(wait=False)
+                raise
+            self._enrollment = enrollment
         self._engine, self._executor, self._context, self._server = engine, executor, context, server
         logger.info("embedded CosyVoice server (%s engine) listening on %s", engine.name, self.url)
 
@@ -121,6 +137,9 @@ class EmbeddedServer:
             return
         server.close()
         await server.wait_closed()
+        enrollment, self._enrollment = self._enrollment, None
+        if enrollment is not None:
+            enrollment.stop()  # wakes its thread at once; nothing here waits on a poll interval
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -170,6 +189,15 @@ class EmbeddedServer:
     def url(self) -> str:
         """``ws://host:port/api-ws/v1/inference`` (any path is accepted)."""
         return f"ws://{self.host}:{self.port}{SERVICE_PATH}"
+
+    @property
+    def enrollment_url(self) -> str:
+        """The voice cloning API root, ``http://host:port/api/v1`` (the SDK's ``base_http_api_url``)."""
+        if self._enrollment is None:
+            raise RuntimeError(
+                "the voice cloning API is not running (ServerConfig.enrollment=False, or stopped)"
+            )
+        return self._enrollment.url
 
     @property
     def tasks(self) -> list[TaskRecord]:

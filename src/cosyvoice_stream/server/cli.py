@@ -88,6 +88,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tone-gap-ms", type=int, default=defaults.tone_gap_ms, help="tone engine: gap length"
     )
+    parser.add_argument(
+        "--enrollment-port",
+        type=int,
+        default=8766,
+        help="port of the voice cloning HTTP API on --host, 0 for any free port (default: 8766)",
+    )
+    parser.add_argument(
+        "--no-enrollment", action="store_true", help="do not serve the voice cloning HTTP API"
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
 
 
@@ -111,6 +120,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_message_bytes=args.max_message_bytes,
         tone_word_ms=args.tone_word_ms,
         tone_gap_ms=args.tone_gap_ms,
+        enrollment=not args.no_enrollment,
+        enrollment_port=args.enrollment_port,
     )
 
 
@@ -122,6 +133,8 @@ async def _serve(config: ServerConfig) -> None:
     auth = f"{len(config.api_keys)} API key(s)" if config.api_keys else "no authentication"
     print(f"CosyVoice embedded server ({config.engine} engine, {auth}) at {server.url}", flush=True)
     print(f"  export DASHSCOPE_WEBSOCKET_BASE_URL={server.url}", flush=True)
+    if config.enrollment:
+        print(f"  export DASHSCOPE_HTTP_BASE_URL={server.enrollment_url}  # voice cloning", flush=True)
     await server.serve_forever()
 
 

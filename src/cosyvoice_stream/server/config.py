@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 EngineName = Literal["tone", "espeak"]
-WordsPlacement = Literal["sentence-end", "task-finished", "both"]
+WordsPlacement = Literal["sentence-end", "task-finished", "task-finished-flat", "both"]
 WordTimeOrigin = Literal["task", "sentence"]
 TaskState = Literal["started", "finished", "failed", "aborted"]
 
 ENGINES: tuple[str, ...] = ("tone", "espeak")
-WORDS_PLACEMENTS: tuple[str, ...] = ("sentence-end", "task-finished", "both")
+#: ``task-finished``: one ``output.sentences`` entry per sentence; ``task-finished-flat``:
+#: every word of the task in one ``output.sentence`` without an index.
+WORDS_PLACEMENTS: tuple[str, ...] = ("sentence-end", "task-finished", "task-finished-flat", "both")
 WORD_TIME_ORIGINS: tuple[str, ...] = ("task", "sentence")
 
 #: The path of the service; the server accepts any path.
@@ -30,6 +32,8 @@ class ServerConfig:
     ``word_timestamps_in`` / ``word_time_origin`` / ``legacy_events``: which
     dialect of the protocol the server plays.
     ``text_timeout_s`` / ``idle_timeout_s``: the service's 23 s and 60 s.
+    ``max_ended_task_ids``: how many ended task ids one connection remembers
+    (to ignore stragglers of tasks that ended); the oldest are forgotten.
     """
 
     engine: EngineName = "tone"
@@ -51,6 +55,11 @@ class ServerConfig:
     max_text_characters: int = 20_000
     #: Billable characters allowed in one task.
     max_task_characters: int = 200_000
+    #: Serve the voice cloning HTTP API (``server.enrollment_url``) next to the WebSocket.
+    enrollment: bool = True
+    #: Port of the voice cloning HTTP API on ``host`` (0: a free port).
+    enrollment_port: int = 0
+    max_ended_task_ids: int = 256
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -74,6 +83,14 @@ class ServerConfig:
             raise ValueError("api_keys must be non-empty strings")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port={self.port!r} is invalid: expected an int in [0, 65535]")
+        if (
+            isinstance(self.enrollment_port, bool)
+            or not isinstance(self.enrollment_port, int)
+            or not 0 <= self.enrollment_port <= 65535
+        ):
+            raise ValueError(
+                f"enrollment_port={self.enrollment_port!r} is invalid: expected an int in [0, 65535]"
+            )
         _non_negative("first_packet_delay_ms", self.first_packet_delay_ms)
         _non_negative("rtf", self.rtf)
         _positive("chunk_ms", self.chunk_ms)
@@ -84,6 +101,7 @@ class ServerConfig:
         _non_negative("tone_gap_ms", self.tone_gap_ms)
         _positive("max_text_characters", self.max_text_characters)
         _positive("max_task_characters", self.max_task_characters)
+        _positive("max_ended_task_ids", self.max_ended_task_ids)
 
 
 def _number(name: str, value: object) -> float:

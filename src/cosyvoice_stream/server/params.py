@@ -1,14 +1,25 @@
-"""Validation of run-task parameters, with the service's error codes and messages."""
+"""Validation of run-task parameters, with the service's error codes and messages.
+
+Like the service, the server speaks only the voices of the requested model:
+the catalogue's system voices of that model (``cosyvoice_stream.voices``)
+and voices cloned for it. Which cloned voices exist is not this module's
+business: the caller passes a ``cloned_voice_model`` lookup (voice id -> the
+model it was cloned for, or None); the default knows none.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..options import FORMATS, LANGUAGES, MAX_INSTRUCTION_LENGTH, SUPPORTED_SAMPLE_RATES
-from ..voices import INSTRUCTION_MODELS, VOICES_BY_ID, model_generation, voice_generation
+from ..voices import INSTRUCTION_MODELS, KNOWN_MODELS, Voice, get_voice
 from .encoders import OPUS_SAMPLE_RATES
+
+#: Voice id -> the model the voice was cloned for, or None when it is not a cloned voice.
+ClonedVoiceModel = Callable[[str], "str | None"]
 
 DEFAULT_FORMAT = "mp3"
 DEFAULT_SAMPLE_RATE = 22050
@@ -27,6 +38,31 @@ class TaskError(Exception):
 
 def invalid(message: str) -> TaskError:
     return TaskError("InvalidParameter", message)
+
+
+def no_cloned_voices(voice: str) -> str | None:
+    """The default ``cloned_voice_model``: no voice is a cloned one."""
+    return None
+
+
+def check_voice(
+    model: str, voice: str, cloned_voice_model: ClonedVoiceModel = no_cloned_voices
+) -> Voice | None:
+    """Refuse, as the service does, a voice ``model`` cannot speak.
+
+    Returns the catalogue entry of a system voice, or None for a voice cloned
+    for ``model``. Any other voice (unknown, misspelled, of another model, or
+    cloned for another model) raises the service's ``InvalidParameter``
+    ``[tts:]Engine return error code: 418``.
+    """
+    known = get_voice(voice)
+    if known is not None:
+        if model not in known.models:
+            raise invalid(MISMATCH_MESSAGE)
+        return known
+    if cloned_voice_model(voice) != model:
+        raise invalid(MISMATCH_MESSAGE)
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,12 +85,13 @@ class TaskParameters:
 
     @property
     def voice_languages(self) -> tuple[str, ...]:
-        known = VOICES_BY_ID.get(self.voice)
+        known = get_voice(self.voice)
         return known.languages if known is not None else ()
 
     @property
     def voice_has_word_timestamps(self) -> bool:
-        known = VOICES_BY_ID.get(self.voice)
+        # Cloned voices of the v2/v3 models have them (the voice list's rule).
+        known = get_voice(self.voice)
         return known.word_timestamps if known is not None else True
 
 
@@ -74,10 +111,13 @@ def _bool(name: str, value: Any) -> bool:
     return value
 
 
-def parse_run_task(payload: Any) -> tuple[TaskParameters, dict[str, Any]]:
+def parse_run_task(
+    payload: Any, *, cloned_voice_model: ClonedVoiceModel = no_cloned_voices
+) -> tuple[TaskParameters, dict[str, Any]]:
     """Validate a run-task payload; returns the parameters and the raw parameter dict.
 
-    Raises ``TaskError`` with the service's code and message.
+    ``cloned_voice_model``: see ``check_voice``. Raises ``TaskError`` with the
+    service's code and message.
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("input"), dict):
         raise invalid("task can not be null")
@@ -89,14 +129,12 @@ def parse_run_task(payload: Any) -> tuple[TaskParameters, dict[str, Any]]:
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise invalid("Model can not be null")
-    if model_generation(model) is None:
+    if model not in KNOWN_MODELS:
         raise TaskError("ModelNotFound", f"Model not found ({model})!")
     voice = raw.get("voice")
     if not isinstance(voice, str) or not voice.strip():
         raise invalid("Request voice is invalid!")
-    voice_gen = voice_generation(voice)
-    if voice_gen is not None and voice_gen != model_generation(model):
-        raise invalid(MISMATCH_MESSAGE)
+    known = check_voice(model, voice, cloned_voice_model)
 
     fmt = raw.get("format", DEFAULT_FORMAT)
     if not isinstance(fmt, str):
@@ -151,8 +189,7 @@ def parse_run_task(payload: Any) -> tuple[TaskParameters, dict[str, Any]]:
             raise invalid(
                 f"Parameter 'instruction' must be a string of at most {MAX_INSTRUCTION_LENGTH} characters"
             )
-        known = VOICES_BY_ID.get(voice)
-        if model not in INSTRUCTION_MODELS or (known is not None and not known.instruction):
+        if model not in INSTRUCTION_MODELS or (known is not None and not known.instruct):
             raise invalid(INSTRUCTION_MESSAGE)
 
     params = TaskParameters(

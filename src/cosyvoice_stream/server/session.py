@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ from ..text import billable_characters, is_ssml, strip_ssml
 from .config import ServerConfig, TaskRecord
 from .encoders import EncoderUnavailableError, TaskEncoder, make_encoder
 from .engines import Engine
+from .enrollment import VoiceStore
 from .faults import Fault, FaultBook
 from .model import Sentence, Synthesis, VoiceSettings, Word
-from .params import TaskError, TaskParameters, invalid, parse_run_task
+from .params import TaskError, TaskParameters, invalid, no_cloned_voices, parse_run_task
 from .segmenter import Segmenter, plain_characters
 from .ssml import SsmlError, ssml_sentences
 
@@ -83,6 +85,8 @@ class ServerContext:
         self._lock = threading.Lock()
         #: Set whenever a client message was handled or a frame sent (see EmbeddedServer.wait_until).
         self.changed = asyncio.Event()
+        #: Cloned voices (set by EmbeddedServer): a cloned id speaks only with its target model.
+        self.voices: VoiceStore | None = None
 
     def next_task_sequence(self) -> int:
         with self._lock:
@@ -144,7 +148,8 @@ class Connection:
         self.ws = ws
         self.id = context.next_connection_id()
         self.task: TaskRun | None = None
-        self._ended_ids: set[str] = set()
+        # Ended task ids, oldest first, bounded: a long-lived connection must not grow without end.
+        self._ended_ids: OrderedDict[str, None] = OrderedDict()
         self._send_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
@@ -283,6 +288,11 @@ class Connection:
         else:
             await self._fail_unknown(task_id, f"unsupported action {action!r}")
 
+    def _ended(self, task_id: str) -> None:
+        self._ended_ids[task_id] = None
+        while len(self._ended_ids) > self.config.max_ended_task_ids:
+            self._ended_ids.popitem(last=False)
+
     async def _fail_unknown(self, task_id: str | None, message: str) -> None:
         try:
             await self._send(failed_message(task_id, "InvalidParameter", message))
@@ -295,7 +305,7 @@ class Connection:
         if old is not None and not old.done:
             old.done = True
             old.record.state = "aborted"
-            self._ended_ids.add(old.task_id)
+            self._ended(old.task_id)
             await self._stop_producer(old)
         self._disarm()
         context = self.context
@@ -312,7 +322,8 @@ class Connection:
         task = TaskRun(record, faults=context.faults.take_for_task())
         self.task = task
         try:
-            params, _ = parse_run_task(payload)
+            cloned = context.voices.target_model if context.voices is not None else no_cloned_voices
+            params, _ = parse_run_task(payload, cloned_voice_model=cloned)
             task.params = params
             task.voice = VoiceSettings(
                 voice=params.voice,
@@ -484,7 +495,7 @@ class Connection:
         record.state = "failed"
         record.error_code = code
         record.error_message = message
-        self._ended_ids.add(task.task_id)
+        self._ended(task.task_id)
         await self._stop_producer(task)
         if self.task is task:
             self.task = None
@@ -603,8 +614,11 @@ class Connection:
                 record.audio_bytes_sent += len(data)
         end_words = words if placement in ("sentence-end", "both") else []
         await self._send(self._result(task, "sentence-end", index, sentence, end_words))
-        if with_words and placement in ("task-finished", "both"):
-            task.finished_sentences.append({"index": index, "words": words})
+        if with_words and placement in ("task-finished", "task-finished-flat", "both"):
+            entry: dict[str, Any] = {"words": words}
+            if not config.legacy_events:
+                entry["index"] = index
+            task.finished_sentences.append(entry)
         task.audio_ms += synthesis.duration_ms
         return paced_ms
 
@@ -660,13 +674,17 @@ class Connection:
         record.characters = task.characters
         output: dict[str, Any] = {}
         if task.finished_sentences and not cancelled:
-            output["sentences"] = task.finished_sentences
+            if self.config.word_timestamps_in == "task-finished-flat":
+                # One list of the task's words, no index: times as the origin says.
+                output["sentence"] = {"words": [w for s in task.finished_sentences for w in s["words"]]}
+            else:
+                output["sentences"] = task.finished_sentences
         payload = {"output": output, "usage": {"characters": task.characters}}
         message = event_message(task.task_id, "task-finished", payload, request_uuid=record.request_uuid)
         if not cancelled:
             task.done = True
             record.state = "finished"
-        self._ended_ids.add(task.task_id)
+        self._ended(task.task_id)
         if self.task is task:
             self.task = None
             self._arm_idle()

@@ -30,6 +30,7 @@ from ..aio.connection import Timeouts as Timeouts
 from ..options import AudioFormat
 from .callback import ErrorMessage as ErrorMessage
 from .callback import ResultCallback
+from .enrollment import VoiceEnrollmentException, VoiceEnrollmentService
 from .errors import InvalidTaskError as InvalidTaskError
 from .errors import RequestFailure as RequestFailure
 from .errors import WaitTimeoutError as WaitTimeoutError
@@ -40,9 +41,17 @@ from .synthesizer import SpeechSynthesizer
 api_key: str | None = None
 #: Endpoint used by synthesizers created without ``url=`` (else ``DASHSCOPE_WEBSOCKET_BASE_URL``).
 base_websocket_api_url: str | None = None
+#: HTTP API root for ``VoiceEnrollmentService`` without ``base_address=`` (else ``DASHSCOPE_HTTP_BASE_URL``).
+base_http_api_url: str | None = None
 
-__all__ = ["AudioFormat", "ResultCallback", "SpeechSynthesizer", "SpeechSynthesizerObjectPool"]
-# The SDK's ``tts_v2.__all__`` has these four and VoiceEnrollmentService /
-# VoiceEnrollmentException (voice cloning), which join once they exist here.
-# ErrorMessage, InvalidTaskError, RequestFailure, Timeouts and WaitTimeoutError are
-# public too, but not star-exported: ``tts_v2`` does not export them either.
+__all__ = [
+    "AudioFormat",
+    "ResultCallback",
+    "SpeechSynthesizer",
+    "SpeechSynthesizerObjectPool",
+    "VoiceEnrollmentException",
+    "VoiceEnrollmentService",
+]
+# Exactly the SDK's ``tts_v2.__all__``. ErrorMessage, InvalidTaskError, RequestFailure,
+# Timeouts and WaitTimeoutError are public too, but not star-exported: ``tts_v2`` does not
+# export them either.

@@ -13,11 +13,10 @@ from __future__ import annotations
 import threading
 
 from ..errors import ClientTimeoutError, CosyVoiceError, InvalidParameterError, TaskCancelledError
+from ..redact import MAX_MESSAGE, bound, redact
 
 #: The SDK's ``http_code`` of failures reported over the WebSocket (``WEBSOCKET_ERROR_CODE``).
 WEBSOCKET_ERROR_CODE = 44
-#: Server-provided text kept in a ``RequestFailure`` (a hostile server may send megabytes).
-MAX_FIELD_CHARACTERS = 2000
 
 
 class InvalidTaskError(CosyVoiceError, RuntimeError):
@@ -89,9 +88,8 @@ def _combined_class(cls: type[CosyVoiceError]) -> type[CosyVoiceError]:
 
 
 def _bounded(text: str | None) -> str | None:
-    if text is None or len(text) <= MAX_FIELD_CHARACTERS:
-        return text
-    return text[:MAX_FIELD_CHARACTERS] + f"... ({len(text) - MAX_FIELD_CHARACTERS} more characters)"
+    """Server-provided text made safe for an exception: redacted, and bounded (a hostile server may send megabytes)."""
+    return None if text is None else bound(redact(text), MAX_MESSAGE)
 
 
 def is_task_failure(error: CosyVoiceError) -> bool:

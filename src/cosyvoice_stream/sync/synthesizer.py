@@ -317,10 +317,7 @@ class SpeechSynthesizer:
 
     # -- internals ------------------------------------------------------------
     def _redact(self, text: str) -> str:
-        text = redact(text)
-        for secret in self._credentials.secret_values:
-            text = text.replace(secret, "<hidden>")
-        return text
+        return redact(text, self._credentials.secret_values)
 
     def _handshake_headers(self) -> dict[str, str]:
         key = self._credentials.secret_values[0] if self._credentials.secret_values else None

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from livekit.agents import (
     APIConnectionError,
@@ -30,25 +31,22 @@ from livekit.agents.voice.io import TimedString
 from cosyvoice_stream import (
     AsyncSynthesizer,
     AudioChunk,
-    AuthenticationError,
     ClientTimeoutError,
     ConnectionLostError,
     CosyVoiceError,
-    InvalidParameterError,
-    ServerError,
     ServerTimeoutError,
     SynthesisComplete,
     TaskMetrics,
-    ThrottlingError,
     Timeouts,
     WordTimestamps,
-    WordTiming,
 )
 from cosyvoice_stream.endpoint import TokenProvider
-from cosyvoice_stream.options import SynthesisOptions, language_hint
-from cosyvoice_stream.text import is_ideograph, is_ssml
+from cosyvoice_stream.failures import http_status
+from cosyvoice_stream.languages import language_hint
+from cosyvoice_stream.options import SynthesisOptions, resolve_word_timestamps
+from cosyvoice_stream.text import is_ssml
+from cosyvoice_stream.transcript import TimedPiece, TranscriptAligner
 
-from .log import logger
 from .models import DEFAULT_MODEL, DEFAULT_VOICE, TTSLanguages, TTSModels, TTSVoices
 
 NUM_CHANNELS = 1
@@ -71,11 +69,16 @@ class TTS(tts.TTS):
         language: language hint ("zh", "en", "ja", ... or a BCP-47 tag such as "en-US").
         instruction: style instruction (cosyvoice-v3-flash / -plus only).
         word_timestamps: request word timings and push them as aligned transcripts.
+            ``"auto"`` (default): where the voice catalogue says the voice has
+            them; otherwise no aligned transcript (one log line). ``True`` for a
+            voice without them is refused.
         region, workspace, token_provider, additional_params, timeouts, prestart:
-            passed to ``cosyvoice_stream.AsyncSynthesizer``.
+            passed to ``cosyvoice_stream.AsyncSynthesizer``. A stream's
+            ``conn_options.timeout`` also bounds ``timeouts.connect``, ``start``,
+            ``first_audio`` and ``idle`` for that stream, as LiveKit expects.
 
     Every parameter is validated here, before any connection, with an error
-    that names it (``ValueError``).
+    that names it (``ValueError``); a missing API key is an ``AuthenticationError``.
     """
 
     def __init__(
@@ -92,7 +95,7 @@ class TTS(tts.TTS):
         seed: int = 0,
         language: TTSLanguages | str | None = None,
         instruction: str | None = None,
-        word_timestamps: bool = True,
+        word_timestamps: bool | Literal["auto"] = "auto",
         region: str | None = None,
         workspace: str | None = None,
         token_provider: TokenProvider | None = None,
@@ -101,7 +104,9 @@ class TTS(tts.TTS):
         prestart: bool = True,
     ) -> None:
         super().__init__(
-            capabilities=tts.TTSCapabilities(streaming=True, aligned_transcript=word_timestamps),
+            capabilities=tts.TTSCapabilities(
+                streaming=True, aligned_transcript=resolve_word_timestamps(word_timestamps, voice)
+            ),
             sample_rate=sample_rate,
             num_channels=NUM_CHANNELS,
         )
@@ -126,7 +131,6 @@ class TTS(tts.TTS):
             prestart=prestart,
         )
         self._streams: weakref.WeakSet[SynthesizeStream] = weakref.WeakSet()
-        self._prewarm_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"cosyvoice.TTS({self._synth!r})"
@@ -184,6 +188,14 @@ class TTS(tts.TTS):
         (immutable; the output rate is fixed for the plugin's lifetime)."""
         return self._synth.options
 
+    def _stream_timeouts(self, conn_options: APIConnectOptions) -> Timeouts:
+        """LiveKit's per-request timeout bounds the wait for a connection and each wait
+        for the server (a tighter ``timeouts=`` value still applies); silence while the
+        LLM may still send text is not one of them."""
+        mine, t = self._synth.timeouts, conn_options.timeout
+        waits = {name: min(t, getattr(mine, name)) for name in ("connect", "start", "first_audio", "idle")}
+        return dataclasses.replace(mine, **waits)
+
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> ChunkedStream:
@@ -196,28 +208,15 @@ class TTS(tts.TTS):
         return stream
 
     def prewarm(self) -> None:
-        """Open a warm connection (with a task already started) in the background."""
-        if self._prewarm_task is not None and not self._prewarm_task.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no event loop yet: the first stream connects instead
-        self._prewarm_task = loop.create_task(self._prewarm(), name="cosyvoice.TTS.prewarm")
-
-    async def _prewarm(self) -> None:
-        try:
-            await self._synth.prewarm()
-        except CosyVoiceError as error:
-            logger.warning("cosyvoice prewarm failed: %s", error)
+        """Open a warm connection (with a task already started) in the background;
+        a failure is logged and the first stream connects instead."""
+        self._synth.prewarm_soon()
 
     async def aclose(self) -> None:
         for stream in list(self._streams):
             await stream.aclose()
         self._streams.clear()
-        if self._prewarm_task is not None:
-            await utils.aio.cancel_and_wait(self._prewarm_task)
-        await self._synth.aclose()
+        await self._synth.aclose()  # ends a prewarm still running
 
 
 class ChunkedStream(tts.ChunkedStream):
@@ -227,6 +226,7 @@ class ChunkedStream(tts.ChunkedStream):
         super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
         self._tts: TTS = tts
         self._options = tts._stream_options()
+        self._timeouts = tts._stream_timeouts(conn_options)
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         output_emitter.initialize(
@@ -238,19 +238,19 @@ class ChunkedStream(tts.ChunkedStream):
         text = self._input_text
         if not text.strip():
             return
-        transcript = _Transcript(ssml=is_ssml(text))
+        transcript = TranscriptAligner(ssml=is_ssml(text))
         transcript.add_text(text)
         timed = self._tts.capabilities.aligned_transcript
         first = True
         try:
-            events = self._tts._synth.synthesize(text, options=self._options)  # closed on exit
+            events = self._tts._synth.synthesize(text, options=self._options, timeouts=self._timeouts)
             async with contextlib.aclosing(events):
                 async for event in events:
                     if isinstance(event, AudioChunk):
                         output_emitter.push(event.audio)
                     elif isinstance(event, WordTimestamps):
                         if timed:
-                            output_emitter.push_timed_transcript(transcript.align(event.words))
+                            output_emitter.push_timed_transcript(_timed(transcript.align(event.words)))
                     elif isinstance(event, SynthesisComplete):
                         if first:
                             _record_connection(self, event.metrics)
@@ -259,7 +259,7 @@ class ChunkedStream(tts.ChunkedStream):
         except CosyVoiceError as error:
             raise _api_error(error) from error
         if timed and (rest := transcript.rest()):
-            output_emitter.push_timed_transcript(rest)
+            output_emitter.push_timed_transcript(_timed([rest]))
         # No flush(): LiveKit's end_input() marks the held-back tail final (a flush would
         # release it first and end the segment with a 10 ms silent marker frame).
 
@@ -270,14 +270,15 @@ class SynthesizeStream(tts.SynthesizeStream):
     The CosyVoice task starts when the stream is created (connection and
     run-task overlap with waiting for the first token). Pushed text goes to
     the service as it comes (the service segments sentences); a flush ends
-    the current task so what was pushed is synthesized now, and later text
-    goes to a new task whose audio follows in order, in the same segment.
+    the current task so what was pushed is synthesized now. (livekit-agents
+    1.8.9 itself drops text pushed after a flush: one stream, one segment.)
     """
 
     def __init__(self, *, tts: TTS, conn_options: APIConnectOptions) -> None:
         super().__init__(tts=tts, conn_options=conn_options)
         self._tts: TTS = tts
         self._options = tts._stream_options()
+        self._timeouts = tts._stream_timeouts(conn_options)
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         output_emitter.initialize(
@@ -288,10 +289,10 @@ class SynthesizeStream(tts.SynthesizeStream):
             stream=True,
         )
         try:
-            core = self._tts._synth.stream(options=self._options)
+            core = self._tts._synth.stream(options=self._options, timeouts=self._timeouts)
         except CosyVoiceError as error:
             raise _api_error(error) from error
-        transcript = _Transcript(ssml=False)
+        transcript = TranscriptAligner()
         timed = self._tts.capabilities.aligned_transcript
         segment_started = False
 
@@ -321,7 +322,7 @@ class SynthesizeStream(tts.SynthesizeStream):
                 elif isinstance(event, WordTimestamps):
                     start_segment(event.task_id)
                     if timed:
-                        output_emitter.push_timed_transcript(transcript.align(event.words))
+                        output_emitter.push_timed_transcript(_timed(transcript.align(event.words)))
                 elif isinstance(event, SynthesisComplete):
                     if first:
                         _record_connection(self, event.metrics)
@@ -329,7 +330,7 @@ class SynthesizeStream(tts.SynthesizeStream):
                     _note_request(output_emitter, event.metrics)
             if segment_started:
                 if timed and (rest := transcript.rest()):
-                    output_emitter.push_timed_transcript(rest)
+                    output_emitter.push_timed_transcript(_timed([rest]))
                 output_emitter.end_segment()
 
         tasks = [
@@ -346,9 +347,10 @@ class SynthesizeStream(tts.SynthesizeStream):
 
 
 def _record_connection(stream: tts.ChunkedStream | tts.SynthesizeStream, metrics: TaskMetrics) -> None:
-    """Feed the pool's figures of the stream's first task into LiveKit's TTSMetrics."""
+    """Feed the pool's figures of the stream's first task into LiveKit's TTSMetrics:
+    ``acquire_time`` is the whole wait for a connection, as ``utils.ConnectionPool``'s."""
     stream._connection_reused = metrics.connection_reused
-    stream._acquire_time = metrics.connect_time or 0.0
+    stream._acquire_time = metrics.acquire_time or 0.0
 
 
 def _note_request(output_emitter: tts.AudioEmitter, metrics: TaskMetrics) -> None:
@@ -368,7 +370,7 @@ def _api_error(error: CosyVoiceError) -> APIError:
         return APITimeoutError("CosyVoice timed out", retryable=retryable)
     if isinstance(error, ConnectionLostError):
         return APIConnectionError("CosyVoice connection failed", retryable=retryable)
-    status = _status_code(error)
+    status = http_status(error)
     if status is not None:
         return APIStatusError(
             str(error),
@@ -380,76 +382,11 @@ def _api_error(error: CosyVoiceError) -> APIError:
     return APIError(f"CosyVoice failed: {error}", retryable=retryable)
 
 
-def _status_code(error: CosyVoiceError) -> int | None:
-    code = error.code or ""
-    if code.startswith("HTTP") and code[4:].isdigit():
-        return int(code[4:])
-    if isinstance(error, AuthenticationError):
-        return 401
-    if isinstance(error, InvalidParameterError):
-        return 400
-    if isinstance(error, ThrottlingError):
-        return 429
-    if isinstance(error, ServerError):
-        return 500
-    return None
-
-
-class _Transcript:
-    """Turns word timings into ``TimedString``s that, joined, give back the text.
-
-    LiveKit builds the agent's transcript by concatenating the timed strings,
-    so each piece runs from the end of the previous one to the end of its
-    word, plus the punctuation and spaces that follow it; what no word covers
-    is returned by ``rest()`` at the end. Times (seconds from the start of
-    the segment, monotonic) come from the core unchanged. For SSML, whose
-    tags and entities are not spoken, the pieces are the words themselves.
-    """
-
-    def __init__(self, *, ssml: bool) -> None:
-        self._ssml = ssml
-        self._text = ""
-        self._cursor = 0
-
-    def add_text(self, text: str) -> None:
-        self._text += text
-
-    def align(self, words: Sequence[WordTiming]) -> list[TimedString]:
-        if self._ssml:
-            return [
-                TimedString(
-                    w.text if _is_cjk(w.text[-1:]) else w.text + " ", start_time=w.start, end_time=w.end
-                )
-                for w in words
-                if w.text
-            ]
-        pieces: list[TimedString] = []
-        text = self._text
-        for word in words:
-            if word.char_end is None or word.char_end <= self._cursor:
-                continue  # not found in the text: a later piece or rest() covers it
-            end = word.char_end
-            while end < len(text) and not text[end].isspace() and not _is_word_char(text[end]):
-                end += 1
-            while end < len(text) and text[end].isspace():
-                end += 1
-            piece = text[self._cursor : end]
-            self._cursor = end
-            pieces.append(TimedString(piece, start_time=word.start, end_time=word.end))
-        return pieces
-
-    def rest(self) -> TimedString | None:
-        if self._ssml:
-            return None
-        piece = self._text[self._cursor :]
-        self._cursor = len(self._text)
-        return TimedString(piece) if piece.strip() else None
-
-
-def _is_cjk(char: str) -> bool:
-    """An ideograph or CJK punctuation: no space follows it."""
-    return bool(char) and (is_ideograph(char) or "\u3000" <= char <= "\u303f" or "\uff00" <= char <= "\uffef")
-
-
-def _is_word_char(char: str) -> bool:
-    return char.isalnum() or is_ideograph(char)
+def _timed(pieces: Sequence[TimedPiece]) -> list[TimedString]:
+    """The core's transcript pieces as LiveKit's ``TimedString`` (untimed when the core has no time)."""
+    return [
+        TimedString(p.text, start_time=p.start, end_time=p.end)
+        if p.start is not None and p.end is not None
+        else TimedString(p.text)
+        for p in pieces
+    ]

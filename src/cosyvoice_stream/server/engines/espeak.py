@@ -9,12 +9,18 @@ eSpeak's output depends slightly on what it synthesized before (its pitch
 "flutter" position is a static that is never reset), so identical requests
 are answered from a bounded cache: the same text, voice, rate, pitch and
 seed give the same bytes for the lifetime of the process.
+
+Each CosyVoice voice gets its own eSpeak voice variant and base pitch, picked
+deterministically from its catalogue traits (gender and age from the list's
+own wording) and its id, so swapping voices is audible offline.
 """
 
 from __future__ import annotations
 
 import ctypes
+import re
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ...text import is_ideograph
+from ...voices import get_voice
 from ..model import BreakPart, Sentence, Synthesis, VoiceSettings, Word
 
 NATIVE_RATE = 22050
@@ -50,7 +57,15 @@ LANGUAGE_VOICES: dict[str, str] = {
     "ja": "ja",
     "ko": "ko",
     "ru": "ru",
+    "yue": "yue",
+    "id": "id",
 }
+#: eSpeak variants by the voice's gender (from the catalogue's traits).
+FEMALE_VARIANTS: tuple[str, ...] = ("f1", "f2", "f3", "f4", "f5")
+MALE_VARIANTS: tuple[str, ...] = ("m1", "m2", "m3", "m4", "m5", "m6", "m7")
+_FEMALE_MARKS = ("女", "萝莉", "阿姨")
+_MALE_MARKS = ("男", "爷", "猴哥", "高僧")
+_CHILD_MARKS = ("童", "萌娃")
 _PHONEME_ALPHABETS = frozenset({"x-espeak", "espeak"})
 
 
@@ -209,15 +224,59 @@ def has_cjk(text: str) -> bool:
     return any(is_ideograph(ch) for ch in text)
 
 
-def espeak_voice_for(voice: VoiceSettings, text: str) -> str:
-    """The eSpeak voice: language_hints[0] if given, else the voice's first language."""
+def _language_voice(voice: VoiceSettings, text: str) -> str:
+    """language_hints[0] if given, else the voice's first language."""
     if voice.language:
         return LANGUAGE_VOICES.get(voice.language, "en-us")
     languages = voice.voice_languages or ("zh", "en")
     first = languages[0]
-    if first == "zh":
-        return "cmn" if has_cjk(text) else "en-us"
+    if first in ("zh", "yue") and not has_cjk(text):
+        first = "en"
+    if first == "en":
+        known = get_voice(voice.voice)
+        if known is not None and any(v.startswith("en-GB") for v in known.language_variants):
+            return "en"  # eSpeak's British English
     return LANGUAGE_VOICES.get(first, "en-us")
+
+
+@dataclass(frozen=True)
+class VoiceProfile:
+    """How one CosyVoice voice sounds here: an eSpeak variant and a base pitch (0-100)."""
+
+    variant: str
+    pitch: int
+
+
+def voice_profile(voice_id: str) -> VoiceProfile:
+    """The variant and base pitch of a voice, the same on every run.
+
+    The gender picks the variant pool (female, male, or both when the list
+    gives no traits, as for the v1 voices), the id's CRC picks within it and
+    nudges the pitch, and the age raises it for children, lowers it for the elderly.
+    """
+    known = get_voice(voice_id)
+    traits = (known.traits or "") if known is not None else ""
+    digest = zlib.crc32(voice_id.encode("utf-8"))
+    female = any(mark in traits for mark in _FEMALE_MARKS)
+    male = any(mark in traits for mark in _MALE_MARKS)
+    if female and not male:
+        pool = FEMALE_VARIANTS
+    elif male and not female:
+        pool = MALE_VARIANTS
+    else:
+        pool = FEMALE_VARIANTS + MALE_VARIANTS
+    pitch = 50 + (digest >> 8) % 17 - 8
+    ages = [int(n) for n in re.findall(r"\d+", (known.age or "") if known is not None else "")]
+    if any(mark in traits for mark in _CHILD_MARKS) or (ages and max(ages) <= 15):
+        pitch += 22
+    elif ages and min(ages) >= 60:
+        pitch -= 12
+    return VoiceProfile(pool[digest % len(pool)], max(0, min(100, pitch)))
+
+
+def espeak_voice_for(voice: VoiceSettings, text: str) -> str:
+    """The eSpeak voice name: the language voice plus the CosyVoice voice's variant."""
+    return f"{_language_voice(voice, text)}+{voice_profile(voice.voice).variant}"
 
 
 class EspeakEngine:
@@ -232,7 +291,7 @@ class EspeakEngine:
     def synthesize(self, sentence: Sentence, voice: VoiceSettings) -> Synthesis:
         espeak_voice = espeak_voice_for(voice, sentence.text)
         wpm = max(80, min(450, round(BASE_WPM * voice.rate)))
-        pitch = max(0, min(100, round(50 * voice.pitch)))
+        pitch = max(0, min(100, round(voice_profile(voice.voice).pitch * voice.pitch)))
         native = self._lib.sample_rate
         pieces: list[npt.NDArray[np.int16]] = []
         words: list[Word] = []
