@@ -279,3 +279,61 @@ def test_tls_verification_failure_is_permanent_and_not_retryable(
     error, _ = bounded(lambda: synthesizer.call("Hello."), within=STEP)
     assert isinstance(error, CosyVoiceError) and "certificate" in str(error), error
     assert error.retryable is False and error.permanent is True
+
+
+# -- the cancel directive and the flush, on the wire -------------------------------------------
+def test_cancel_unanswered_cuts_the_connection_within_the_timeout(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    received: list[dict[str, Any]] = []
+
+    def handler(peer: RawPeer) -> None:
+        peer.handshake()
+        peer.start_task()
+        received.append(peer.json())  # the text
+        while not peer.stop.is_set():  # audio, and the cancel directive ignored
+            peer.send(b"\0" * 320)
+            peer.stop.wait(0.02)
+
+    server = scripted(handler)
+    callback = RecordingCallback()
+    synthesizer = synth(server.url(), callback=callback)
+    synthesizer.streaming_call("Hello.")
+    assert callback.first_data.wait(STEP)
+    error, _ = bounded(
+        lambda: synthesizer.streaming_cancel(complete_timeout_millis=500), within=0.5 + STEP / 2
+    )
+    assert error is None
+    at_return = list(callback.calls)
+    assert [name for name, _ in at_return[-2:]] == ["on_complete", "on_close"]
+    run = synthesizer._run
+    assert run is not None and run.done.is_set()
+    assert callback.calls == at_return  # nothing stale after it returned
+
+
+def test_flush_and_cancel_are_the_sdks_messages(scripted: Callable[..., ScriptedServer]) -> None:
+    received: list[dict[str, Any]] = []
+
+    def handler(peer: RawPeer) -> None:
+        peer.handshake()
+        task_id = peer.start_task()
+        received.append(peer.json())  # text
+        received.append(peer.json())  # flush
+        received.append(peer.json())  # cancel
+        peer.send(event(task_id, "task-finished"))
+        peer.hold()
+
+    server = scripted(handler)
+    callback = RecordingCallback()
+    synthesizer = synth(server.url(), callback=callback)
+    synthesizer.streaming_call("Hello")
+    synthesizer.streaming_flush()
+    synthesizer.streaming_cancel(complete_timeout_millis=int(STEP * 1000))
+    text, flush, cancel = received
+    assert text["header"]["action"] == "continue-task" and text["payload"]["input"] == {"text": "Hello"}
+    assert flush["header"]["action"] == "continue-task" and flush["payload"]["input"] == {"flush": True}
+    assert cancel["header"]["action"] == "finish-task" and cancel["payload"]["input"] == {
+        "directive": "cancel"
+    }
+    assert {m["header"]["task_id"] for m in received} == {synthesizer.get_last_request_id()}
+    assert callback.names == ["on_open", "on_complete", "on_close"]
