@@ -23,7 +23,7 @@ from cosyvoice_stream.sync import (
     SpeechSynthesizer,
 )
 
-from .support import KEY, MODEL, STEP, VOICE, RecordingCallback
+from .support import KEY, MODEL, STEP, VOICE, RecordingCallback, until
 
 PCM = AudioFormat.PCM_16000HZ_MONO_16BIT
 TEXT = "Hello there. This is a test of the synchronous API."
@@ -337,3 +337,34 @@ def test_zero_timeouts_mean_no_limit_and_negative_ones_are_refused(server: Serve
     assert synthesizer.streaming_complete(complete_timeout_millis=0)
     with pytest.raises(InvalidParameterError, match="timeout_millis"):
         synthesizer.call("Hello.", timeout_millis="soon")  # type: ignore[arg-type]
+
+
+def test_new_methods_refuse_misuse_clearly_and_leak_nothing(server: ServerHandle) -> None:
+    synthesizer = synth(server, callback=RecordingCallback())
+    for method in (
+        synthesizer.streaming_flush,
+        synthesizer.streaming_cancel,
+        synthesizer.async_streaming_complete,
+    ):
+        with pytest.raises(InvalidTaskError, match="without a running task"):
+            method()
+    synthesizer.streaming_call("Hello")
+    for name, call in (
+        ("complete_timeout_millis", lambda: synthesizer.streaming_cancel(complete_timeout_millis=-1)),
+        ("complete_timeout_millis", lambda: synthesizer.async_streaming_complete(complete_timeout_millis=-5)),
+        ("complete_timeout_millis", lambda: synthesizer.streaming_complete(complete_timeout_millis=-1)),
+        ("complete_timeout_millis", lambda: synthesizer.streaming_cancel(complete_timeout_millis="1s")),
+    ):
+        with pytest.raises(InvalidParameterError, match=name):
+            call()
+    synthesizer.async_streaming_complete()
+    with pytest.raises(InvalidTaskError, match="async_streaming_complete"):
+        synthesizer.streaming_flush()  # the task is ending: no more input
+    with pytest.raises(InvalidTaskError, match="async_streaming_complete"):
+        synthesizer.streaming_call("more")
+    run = synthesizer._run
+    assert run is not None and run.closed.wait(STEP)
+    with pytest.raises(InvalidTaskError):
+        synthesizer.streaming_cancel()  # over
+    assert server.server.connections_opened == 1  # misuse opened nothing
+    until(lambda: server.server.active_connections == 0, "the task's connection to close")

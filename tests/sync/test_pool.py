@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,21 +16,11 @@ from cosyvoice_stream.sync import (
     SpeechSynthesizerObjectPool,
 )
 
-from .support import KEY, MODEL, STEP, VOICE, RecordingCallback
+from .support import KEY, MODEL, STEP, VOICE, RecordingCallback, until
 
 PCM = AudioFormat.PCM_16000HZ_MONO_16BIT
 MS = int(STEP * 1000)
 LONG = " ".join(f"Sentence number {n} of a long text that keeps the server busy." for n in range(12))
-
-
-def until(predicate: Callable[[], bool], what: str, timeout: float = STEP) -> None:
-    """A bounded poll of a condition another thread changes."""
-    deadline = time.monotonic() + timeout
-    wake = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        wake.wait(0.01)
 
 
 def pool_for(server: ServerHandle, **kwargs: Any) -> SpeechSynthesizerObjectPool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import selectors
 import socket
@@ -174,9 +175,15 @@ def _open_socket(host: str, port: int, secure: bool, deadline: float) -> socket.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not secure:
             return sock
-        tls = ssl.create_default_context().wrap_socket(
-            sock, server_hostname=host, do_handshake_on_connect=False
-        )
+        # websocket-client's own defaults: the system store (SSL_CERT_FILE/SSL_CERT_DIR
+        # honoured), or its WEBSOCKET_CLIENT_CA_BUNDLE; hostname checked.
+        context = ssl.create_default_context()
+        bundle = os.environ.get("WEBSOCKET_CLIENT_CA_BUNDLE")
+        if bundle and os.path.isfile(bundle):
+            context.load_verify_locations(cafile=bundle)
+        elif bundle and os.path.isdir(bundle):
+            context.load_verify_locations(capath=bundle)
+        tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
         tls.setblocking(False)
         while True:  # the handshake, record by record, within the deadline
             try:
@@ -215,7 +222,9 @@ def open_websocket(
     if limit_at is not None:
         deadline = min(deadline, limit_at)
     ws = websocket.WebSocket(enable_multithread=True)
-    ws.frame_buffer = _CheckedFrames(ws._recv, False)  # see _CheckedFrames
+    # websocket-client has no hook for refusing frames: its reader is replaced by the
+    # checking subclass, fed by the same (private) read function.
+    ws.frame_buffer = _CheckedFrames(ws._recv, False)
     options: dict[str, Any] = {"header": [f"{name}: {value}" for name, value in headers.items()]}
     guard: DeadlineSocket | None = None
     try:

@@ -95,14 +95,16 @@ def _bounded(text: str | None) -> str | None:
 def is_task_failure(error: CosyVoiceError) -> bool:
     """Failures of the request itself become ``RequestFailure`` s.
 
-    Not: the caller's own mistakes (bad arguments, wrong state), a cancel,
-    and timeouts (the SDK raises ``TimeoutError`` for those, and
-    ``WaitTimeoutError`` is one).
+    Not: the caller's own mistakes (a bad argument, a method in the wrong
+    state), a cancel, and timeouts (the SDK raises ``TimeoutError`` for those,
+    and ``WaitTimeoutError`` is one). A parameter the *server* refused (a
+    task-failed, so the error carries the task id) is a task failure.
     """
-    return not isinstance(
-        error,
-        (RequestFailure, InvalidParameterError, InvalidTaskError, ClientTimeoutError, TaskCancelledError),
-    ) or (isinstance(error, InvalidParameterError) and error.task_id is not None)
+    if isinstance(error, (RequestFailure, InvalidTaskError, ClientTimeoutError, TaskCancelledError)):
+        return False
+    if isinstance(error, InvalidParameterError):
+        return error.task_id is not None
+    return True
 
 
 def as_request_failure(
