@@ -363,3 +363,27 @@ def test_streaming_call_after_a_failure_raises_it(server: ServerHandle) -> None:
     with pytest.raises(VoiceModelMismatchError):
         synthesizer.streaming_complete(MS)
     assert synthesizer.call("Hello.")  # the synthesizer itself is fine: a new task works
+
+
+def test_request_failures_survive_pickling_and_copying() -> None:
+    import copy
+    import pickle
+
+    from cosyvoice_stream import ServerError
+    from cosyvoice_stream.sync import RequestFailure
+    from cosyvoice_stream.sync.errors import as_request_failure
+
+    error = as_request_failure(
+        ServerError("InternalError: boom", code="InternalError", task_id="t-1"),
+        name="InternalError",
+        message="boom",
+    )
+    for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert isinstance(clone, RequestFailure) and isinstance(clone, ServerError)
+        assert (clone.request_id, clone.name, clone.message, clone.http_code) == (
+            "t-1",
+            "InternalError",
+            "boom",
+            44,
+        )
+        assert str(clone) == str(error) and clone.retryable

@@ -11,6 +11,7 @@ so ``except RequestFailure:`` handlers written for the SDK and
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from ..errors import ClientTimeoutError, CosyVoiceError, InvalidParameterError, TaskCancelledError
 from ..redact import MAX_MESSAGE, bound, redact
@@ -69,6 +70,21 @@ _combined: dict[type[CosyVoiceError], type[CosyVoiceError]] = {}
 _combined_lock = threading.Lock()
 
 
+def _reduce(self: CosyVoiceError) -> tuple[Any, ...]:
+    # The combined class is made at run time: pickle it as (its CosyVoiceError class, state).
+    base = next(
+        c for c in type(self).__mro__[1:] if issubclass(c, CosyVoiceError) and c not in _combined.values()
+    )
+    return _restore, (base, self.args, dict(self.__dict__))
+
+
+def _restore(base: type[CosyVoiceError], args: tuple[Any, ...], state: dict[str, Any]) -> CosyVoiceError:
+    combined = _combined_class(base)
+    failure = combined.__new__(combined, *args)
+    failure.__dict__.update(state)
+    return failure
+
+
 def _combined_class(cls: type[CosyVoiceError]) -> type[CosyVoiceError]:
     """``cls`` with ``RequestFailure`` mixed in (first, for the SDK's ``__str__``); one per class."""
     with _combined_lock:
@@ -81,6 +97,7 @@ def _combined_class(cls: type[CosyVoiceError]) -> type[CosyVoiceError]:
                     "__module__": cls.__module__,
                     "__qualname__": cls.__qualname__,
                     "__doc__": f"{cls.__doc__ or cls.__name__}\n\nAlso a ``RequestFailure``.",
+                    "__reduce__": _reduce,
                 },
             )
             _combined[cls] = combined
