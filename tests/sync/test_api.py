@@ -368,3 +368,24 @@ def test_new_methods_refuse_misuse_clearly_and_leak_nothing(server: ServerHandle
         synthesizer.streaming_cancel()  # over
     assert server.server.connections_opened == 1  # misuse opened nothing
     until(lambda: server.server.active_connections == 0, "the task's connection to close")
+
+
+def test_streaming_cancel_from_inside_a_callback(make_server: Any) -> None:
+    server = make_server(rtf=1.0)
+
+    class CancelOnFirstAudio(RecordingCallback):
+        synthesizer: SpeechSynthesizer
+
+        def on_data(self, data: bytes) -> None:
+            super().on_data(data)
+            if len(self.values("on_data")) == 1:
+                self.synthesizer.streaming_cancel()  # on the callback thread: must not deadlock
+
+    callback = CancelOnFirstAudio()
+    synthesizer = synth(server, callback=callback)
+    callback.synthesizer = synthesizer
+    synthesizer.streaming_call("A sentence long enough to need several frames of audio, and then some more.")
+    assert callback.closed.wait(STEP)
+    names = [name for name, _ in callback.calls]
+    after = names[names.index("on_data") + 1 :]
+    assert after == ["on_complete", "on_close"]  # nothing stale after the cancel
