@@ -370,6 +370,28 @@ class TaskProtocol:
             else:
                 self._outbox.append(msg)
 
+    def flush(self) -> None:
+        """Queue a flush: the server synthesizes what it holds now and the task goes on.
+
+        The official SDK's ``streaming_flush()`` message (continue-task with
+        ``payload.input.flush``), including the fields it repeats, since the
+        service documents it nowhere else.
+        """
+        if self.state not in (TaskState.STARTING, TaskState.STARTED) or self._finish_held:
+            raise ProtocolError(f"flush() in state {self.state.value}", task_id=self.task_id)
+        payload = {
+            "model": self.options.model,
+            "task_group": "audio",
+            "task": "tts",
+            "function": "SpeechSynthesizer",
+            "input": {"flush": True},
+        }
+        msg = _message("continue-task", self.task_id, payload)
+        if self.state is TaskState.STARTING:
+            self._held.append(msg)
+        else:
+            self._outbox.append(msg)
+
     def finish(self) -> None:
         """Queue finish-task: no more text; the server synthesizes what it buffered."""
         if self.state is TaskState.STARTING:

@@ -9,8 +9,9 @@ from collections.abc import AsyncGenerator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..clauses import DEFAULT_MIN_CHARACTERS
 from ..endpoint import Credentials, TokenProvider, resolve_url
-from ..errors import InvalidParameterError
+from ..errors import CosyVoiceError, InvalidParameterError
 from ..events import AudioChunk, StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from ..options import SynthesisOptions, service_sample_rate
 from ..protocol import check_fragment
@@ -50,6 +51,12 @@ class AsyncSynthesizer:
 
     ``prestart``: after each task, and on ``prewarm()``, start the next task
     on the warm connection so the run-task round trip is off the latency path.
+
+    ``early_flush``: each ``stream()`` flushes once at the end of its first
+    clause (``,`` ``;`` ``:`` ``—`` ``，`` ``、`` ... or a sentence end, once the
+    text holds ``early_flush_min_characters`` billable characters), so first
+    audio does not wait for the first sentence to end. Whole texts
+    (``synthesize()``) are never flushed early: the server has them at once.
     """
 
     def __init__(
@@ -80,6 +87,8 @@ class AsyncSynthesizer:
         prestart: bool = True,
         max_idle_connections: int = 4,
         keep_warm: int = 1,
+        early_flush: bool = True,
+        early_flush_min_characters: int = DEFAULT_MIN_CHARACTERS,
     ) -> None:
         self.output_rate = sample_rate
         self.options = SynthesisOptions(
@@ -113,10 +122,25 @@ class AsyncSynthesizer:
                 raise InvalidParameterError(
                     f"{name}={value!r} is invalid: expected an int in [0, 1000]", parameter=name
                 )
-        if not isinstance(prestart, bool):
+        for flag, given in (("prestart", prestart), ("early_flush", early_flush)):
+            if not isinstance(given, bool):
+                raise InvalidParameterError(
+                    f"{flag}={given!r} is invalid: expected True or False", parameter=flag
+                )
+        if (
+            isinstance(early_flush_min_characters, bool)
+            or not isinstance(early_flush_min_characters, int)
+            or not 0 <= early_flush_min_characters <= 2000
+        ):
             raise InvalidParameterError(
-                f"prestart={prestart!r} is invalid: expected True or False", parameter="prestart"
+                f"early_flush_min_characters={early_flush_min_characters!r} is invalid:"
+                " expected an int in [0, 2000]",
+                parameter="early_flush_min_characters",
             )
+        self.early_flush = early_flush
+        self.early_flush_min_characters = early_flush_min_characters
+        #: False once a server failed a task in answer to a flush (see ``stream()``).
+        self.flush_supported = True
         self.timeouts = timeouts or Timeouts()
         self.prestart = prestart
         self.pool = ConnectionPool(
@@ -129,6 +153,16 @@ class AsyncSynthesizer:
         self.pool.current_options = self.options
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _flush_rejected(self, error: CosyVoiceError) -> None:
+        """A server failed a task in answer to a flush: stop flushing, say so once."""
+        if self.flush_supported:
+            self.flush_supported = False
+            logger.warning(
+                "the server failed a task in answer to a flush (%s); flushes are off for this"
+                " synthesizer, and the utterance is retried without them if none of it was delivered",
+                error.code or type(error).__name__,
+            )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a stream's task, tracked so ``aclose()`` can end it."""
@@ -225,7 +259,12 @@ class AsyncSynthesizer:
             )
 
     def stream(
-        self, *, options: SynthesisOptions | None = None, ssml: bool = False, **overrides: Any
+        self,
+        *,
+        options: SynthesisOptions | None = None,
+        ssml: bool = False,
+        early_flush: bool | None = None,
+        **overrides: Any,
     ) -> SynthesisStream:
         """A new utterance with streaming text input.
 
@@ -233,10 +272,18 @@ class AsyncSynthesizer:
         options for this utterance; keyword overrides apply on top, to it alone.
         ``ssml=True`` makes it a whole-document SSML utterance: exactly one
         push of one ``<speak>`` document (at most 2,000 characters).
+        ``early_flush``: this stream's choice (default: the synthesizer's).
         """
         self._check_open()
         resolved, output_rate = self._options_for(overrides, options)
-        return SynthesisStream(self, resolved, output_rate, ssml=ssml)
+        return SynthesisStream(
+            self,
+            resolved,
+            output_rate,
+            ssml=ssml,
+            early_flush=self.early_flush if early_flush is None else early_flush,
+            early_flush_min_characters=self.early_flush_min_characters,
+        )
 
     def synthesize(
         self, text: str, *, options: SynthesisOptions | None = None, **overrides: Any

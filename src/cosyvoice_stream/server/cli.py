@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from .config import ENGINES, WORD_TIME_ORIGINS, WORDS_PLACEMENTS, ServerConfig
+from .config import ENGINES, FLUSH_MODES, WORD_TIME_ORIGINS, WORDS_PLACEMENTS, ServerConfig
 
 API_KEYS_ENV = "COSYVOICE_SERVER_API_KEYS"
 
@@ -88,6 +88,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tone-gap-ms", type=int, default=defaults.tone_gap_ms, help="tone engine: gap length"
     )
+    parser.add_argument(
+        "--flush",
+        choices=FLUSH_MODES,
+        default=defaults.flush,
+        help="what a flush message does: honour it, ignore it, or reject it (task-failed)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
 
 
@@ -111,6 +117,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_message_bytes=args.max_message_bytes,
         tone_word_ms=args.tone_word_ms,
         tone_gap_ms=args.tone_gap_ms,
+        flush=args.flush,
     )
 
 

@@ -10,6 +10,8 @@ EngineName = Literal["tone", "espeak"]
 WordsPlacement = Literal["sentence-end", "task-finished", "both"]
 WordTimeOrigin = Literal["task", "sentence"]
 TaskState = Literal["started", "finished", "failed", "aborted"]
+FlushMode = Literal["honour", "ignore", "reject"]
+FLUSH_MODES: tuple[str, ...] = ("honour", "ignore", "reject")
 
 ENGINES: tuple[str, ...] = ("tone", "espeak")
 WORDS_PLACEMENTS: tuple[str, ...] = ("sentence-end", "task-finished", "both")
@@ -30,6 +32,10 @@ class ServerConfig:
     ``word_timestamps_in`` / ``word_time_origin`` / ``legacy_events``: which
     dialect of the protocol the server plays.
     ``text_timeout_s`` / ``idle_timeout_s``: the service's 23 s and 60 s.
+    ``flush``: what a flush (continue-task with ``input.flush``) does:
+    ``"honour"`` synthesizes the held text as its own unit, ``"ignore"`` drops
+    the message (a server without flush), ``"reject"`` fails the task
+    (``InvalidParameter``), as a server that refuses the message would.
     """
 
     engine: EngineName = "tone"
@@ -51,6 +57,7 @@ class ServerConfig:
     max_text_characters: int = 20_000
     #: Billable characters allowed in one task.
     max_task_characters: int = 200_000
+    flush: FlushMode = "honour"
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -65,6 +72,8 @@ class ServerConfig:
                 f"word_time_origin={self.word_time_origin!r} is invalid:"
                 f" expected one of {', '.join(WORD_TIME_ORIGINS)}"
             )
+        if self.flush not in FLUSH_MODES:
+            raise ValueError(f"flush={self.flush!r} is invalid: expected one of {', '.join(FLUSH_MODES)}")
         if not isinstance(self.api_keys, frozenset):
             keys: Any = self.api_keys
             if isinstance(keys, str):
@@ -126,3 +135,5 @@ class TaskRecord:
     error_message: str | None = None
     characters: int = 0
     finish_received: bool = False
+    #: Flush messages received (whatever ``ServerConfig.flush`` made of them).
+    flushes: int = 0

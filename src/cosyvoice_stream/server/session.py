@@ -38,6 +38,7 @@ TIMEOUT_MESSAGE = "request timeout after 23 seconds"
 SSML_NOT_SUPPORTED = "SSML text is not supported at the moment!"
 SSML_LIMIT = "Text request limit violated, expected 1."
 EMPTY_TEXT = "Please ensure input text is valid."
+FLUSH_REJECTED = "input.flush is not supported"
 _TOP_LEVEL_FIELDS = frozenset({"header", "payload"})
 
 
@@ -390,8 +391,13 @@ class Connection:
         if task.finishing:
             return
         self._arm_text(task)
-        if data.get("flush") is True and not task.ssml:
-            self._enqueue_pieces(task, task.segmenter.flush())
+        if data.get("flush") is True:
+            task.record.flushes += 1
+            if self.config.flush == "reject":
+                raise invalid(FLUSH_REJECTED)
+            if self.config.flush == "honour" and not task.ssml:
+                # What the server holds becomes a unit of its own, synthesized now.
+                self._enqueue_pieces(task, task.segmenter.flush())
         text = data.get("text")
         if text is None:
             return
