@@ -1,0 +1,184 @@
+"""The protocol's flush and the early first clause, against the embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from cosyvoice_stream import AsyncSynthesizer, AudioChunk, SynthesisComplete, WordTimestamps
+from cosyvoice_stream.server import EmbeddedServer
+
+LIMIT = 10.0
+TOKENS = ["Well", ",", " tomorrow", " in", " Hang", "zhou", ",", " the", " weather", " looks", " sunny", "."]
+
+
+def spoken(server: EmbeddedServer) -> list:
+    return [t for t in server.tasks if t.texts]
+
+
+async def next_audio(stream) -> AudioChunk:
+    async def first() -> AudioChunk:
+        async for event in stream:
+            if isinstance(event, AudioChunk):
+                return event
+        raise AssertionError("the stream ended without audio")
+
+    return await asyncio.wait_for(first(), LIMIT)
+
+
+async def drain(stream) -> tuple[list, list]:
+    words, done = [], []
+
+    async def run() -> None:
+        async for event in stream:
+            if isinstance(event, WordTimestamps):
+                words.extend(event.words)
+            elif isinstance(event, SynthesisComplete):
+                done.append(event)
+
+    await asyncio.wait_for(run(), LIMIT)
+    return words, done
+
+
+async def test_first_clause_audio_arrives_before_the_sentence_is_complete(start_server) -> None:
+    server = await start_server()
+    async with AsyncSynthesizer(url=server.url) as synth:
+        stream = synth.stream()
+        for token in TOKENS[:7]:  # "Well, tomorrow in Hangzhou," and no more
+            stream.push_text(token)
+        chunk = await next_audio(stream)  # the sentence has no end yet: only the flush can do this
+        assert chunk.audio
+        for token in TOKENS[7:]:
+            stream.push_text(token)
+        await stream.finish()
+        await drain(stream)
+    (task,) = spoken(server)
+    assert task.flushes == 1
+    assert task.sentences == ["Well, tomorrow in Hangzhou,", "the weather looks sunny."]
+
+
+async def test_without_early_flush_the_first_audio_waits_for_the_sentence(start_server) -> None:
+    server = await start_server()
+    async with AsyncSynthesizer(url=server.url, early_flush=False) as synth:
+        stream = synth.stream()
+        for token in TOKENS:
+            stream.push_text(token)
+        await stream.finish()
+        await drain(stream)
+    (task,) = spoken(server)
+    assert task.flushes == 0 and task.sentences == ["Well, tomorrow in Hangzhou, the weather looks sunny."]
+
+
+async def test_a_short_first_clause_is_not_flushed_and_a_number_is_not_cut(start_server) -> None:
+    server = await start_server()
+    async with AsyncSynthesizer(url=server.url) as synth:
+        stream = synth.stream()
+        for token in ["Yes", ",", " it", " costs", " 3", ",", "000", " dollars", ",", " roughly", "."]:
+            stream.push_text(token)
+        await stream.finish()
+        await drain(stream)
+    (task,) = spoken(server)
+    assert task.flushes == 1
+    assert task.sentences == ["Yes, it costs 3,000 dollars,", "roughly."]
+
+
+async def test_whole_text_and_ssml_are_never_flushed_early(start_server) -> None:
+    server = await start_server()
+    async with AsyncSynthesizer(url=server.url) as synth:
+        await synth.synthesize_audio("Well, tomorrow in Hangzhou, the weather looks sunny.")
+        await synth.synthesize_audio("<speak>Well, tomorrow in Hangzhou, it is sunny.</speak>")
+    assert [t.flushes for t in spoken(server)] == [0, 0]
+
+
+async def test_many_flushes_one_task_one_connection_and_word_times_keep_increasing(start_server) -> None:
+    server = await start_server()
+    async with AsyncSynthesizer(
+        url=server.url, word_timestamp_enabled=True, early_flush=False, keep_warm=0
+    ) as synth:
+        stream = synth.stream()
+        stream.flush()  # nothing pushed yet: nothing is sent
+        for i in range(20):
+            stream.push_text(f" word{i} more{i}")
+            stream.flush()
+            stream.flush()  # nothing new since the last flush: nothing is sent
+        await stream.finish()
+        words, done = await drain(stream)
+    (task,) = spoken(server)
+    assert task.flushes == 20 and len(task.sentences) == 20
+    assert server.connections_opened == 1 and len(server.tasks) <= 2  # + the next task primed
+    assert len(done) == 1
+    assert len(words) == 40
+    starts = [w.start for w in words]
+    assert starts == sorted(starts) and len(set(starts)) == 40
+    assert all(w.end >= w.start for w in words)
+    assert words[-1].char_start == len("".join(f" word{i} more{i}" for i in range(20))) - len("more19")
+
+
+async def test_flush_before_task_started_is_held_and_sent_in_order(start_server) -> None:
+    server = await start_server()
+    async with AsyncSynthesizer(url=server.url, prestart=False, keep_warm=0, early_flush=False) as synth:
+        stream = synth.stream()
+        stream.push_text("No end here")  # pushed before the connection exists
+        stream.flush()
+        audio = await next_audio(stream)
+        assert audio.audio
+        await stream.finish()
+        await drain(stream)
+    (task,) = spoken(server)
+    assert task.flushes == 1 and task.sentences == ["No end here"]
+
+
+async def test_a_server_that_ignores_flush_speaks_as_before(start_server) -> None:
+    server = await start_server(flush="ignore")
+    async with AsyncSynthesizer(url=server.url) as synth:
+        stream = synth.stream()
+        for token in TOKENS:
+            stream.push_text(token)
+        await stream.finish()
+        await drain(stream)
+        assert synth.flush_supported
+    (task,) = spoken(server)
+    assert task.flushes == 1 and task.state == "finished"
+    assert task.sentences == ["Well, tomorrow in Hangzhou, the weather looks sunny."]
+
+
+async def test_a_server_that_rejects_flush_still_speaks_the_utterance(
+    start_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_server(flush="reject")
+    caplog.set_level(logging.WARNING, logger="cosyvoice_stream")
+    async with AsyncSynthesizer(url=server.url, word_timestamp_enabled=True) as synth:
+        for _ in range(2):
+            stream = synth.stream()
+            for token in TOKENS:
+                stream.push_text(token)
+            await stream.finish()
+            words, done = await drain(stream)  # no error reaches the caller
+            assert len(done) == 1 and [w.text for w in words][:2] == ["Well,", "tomorrow"]
+        assert not synth.flush_supported
+    tasks = spoken(server)
+    # The first task failed on the flush; the retry and the second utterance sent none.
+    assert [t.state for t in tasks] == ["failed", "finished", "finished"]
+    assert [t.flushes for t in tasks] == [1, 0, 0]
+    assert "".join(tasks[1].texts) == "".join(TOKENS)
+    warnings = [r for r in caplog.records if "flush" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+async def test_a_rejected_explicit_flush_turns_later_flushes_into_no_ops(start_server) -> None:
+    server = await start_server(flush="reject")
+    async with AsyncSynthesizer(url=server.url, early_flush=False) as synth:
+        stream = synth.stream()
+        stream.push_text("First part")
+        stream.flush()
+        stream.push_text(" and the rest.")
+        await stream.finish()
+        await drain(stream)
+        stream = synth.stream()
+        stream.push_text("Again")
+        stream.flush()
+        await stream.finish()
+        await drain(stream)
+    assert [(t.state, t.flushes) for t in spoken(server)] == [("failed", 1), ("finished", 0), ("finished", 0)]
