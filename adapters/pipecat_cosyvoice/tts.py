@@ -178,6 +178,9 @@ class CosyVoiceTTSService(TTSService):
         prewarm: Open a connection (and start a task on it) when the pipeline
             starts and after each utterance, so no utterance pays connection set-up.
         text_aggregation_mode: ``TOKEN`` (default) or ``SENTENCE``.
+        early_flush: Flush the first clause of each turn (``,`` ``;`` ``:`` ...)
+            so its audio does not wait for the first sentence end (default True;
+            see the core's ``AsyncSynthesizer``).
         **kwargs: Passed to ``TTSService``.
 
     Every parameter is validated here, before any connection is made.
@@ -202,6 +205,7 @@ class CosyVoiceTTSService(TTSService):
         timeouts: Timeouts | None = None,
         prewarm: bool = True,
         text_aggregation_mode: TextAggregationMode | None = None,
+        early_flush: bool = True,
         **kwargs: Any,
     ) -> None:
         store = CosyVoiceTTSSettings(
@@ -254,6 +258,7 @@ class CosyVoiceTTSService(TTSService):
                 word_timestamp_enabled=word_timestamps,
                 timeouts=timeouts,
                 prestart=prewarm,
+                early_flush=early_flush,
                 **self._core_options(),
             )
 

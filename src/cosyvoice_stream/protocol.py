@@ -333,6 +333,7 @@ class TaskProtocol:
         self._outbox: list[str] = []
         self._held: list[str] = []
         self._finish_held = False
+        self._flush_message: str | None = None
         self._messages_sent = 0
         self._sentence_counter = -1
 
@@ -387,6 +388,7 @@ class TaskProtocol:
             "input": {"flush": True},
         }
         msg = _message("continue-task", self.task_id, payload)
+        self._flush_message = msg
         if self.state is TaskState.STARTING:
             self._held.append(msg)
         else:
@@ -394,6 +396,10 @@ class TaskProtocol:
 
     def finish(self) -> None:
         """Queue finish-task: no more text; the server synthesizes what it buffered."""
+        # finish-task synthesizes everything too: a flush still queued just before it says nothing more.
+        for queue in (self._held, self._outbox):
+            if queue and queue[-1] is self._flush_message:
+                queue.pop()
         if self.state is TaskState.STARTING:
             self._finish_held = True
             return

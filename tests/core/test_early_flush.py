@@ -103,17 +103,19 @@ async def test_many_flushes_one_task_one_connection_and_word_times_keep_increasi
             stream.push_text(f" word{i} more{i}")
             stream.flush()
             stream.flush()  # nothing new since the last flush: nothing is sent
+        stream.push_text(" end")
+        stream.flush()  # dropped: finish-task right after it synthesizes everything anyway
         await stream.finish()
         words, done = await drain(stream)
     (task,) = spoken(server)
-    assert task.flushes == 20 and len(task.sentences) == 20
+    assert task.flushes == 20 and len(task.sentences) == 21
     assert server.connections_opened == 1 and len(server.tasks) <= 2  # + the next task primed
     assert len(done) == 1
-    assert len(words) == 40
+    assert len(words) == 41
     starts = [w.start for w in words]
-    assert starts == sorted(starts) and len(set(starts)) == 40
+    assert starts == sorted(starts) and len(set(starts)) == 41
     assert all(w.end >= w.start for w in words)
-    assert words[-1].char_start == len("".join(f" word{i} more{i}" for i in range(20))) - len("more19")
+    assert words[-1].char_start == len("".join(f" word{i} more{i}" for i in range(20))) + 1
 
 
 async def test_flush_before_task_started_is_held_and_sent_in_order(start_server) -> None:
@@ -182,3 +184,33 @@ async def test_a_rejected_explicit_flush_turns_later_flushes_into_no_ops(start_s
         await stream.finish()
         await drain(stream)
     assert [(t.state, t.flushes) for t in spoken(server)] == [("failed", 1), ("finished", 0), ("finished", 0)]
+
+
+def test_flush_message_is_the_sdks_and_a_flush_right_before_finish_is_dropped() -> None:
+    import json
+
+    from cosyvoice_stream.options import SynthesisOptions
+    from cosyvoice_stream.protocol import TaskProtocol
+
+    protocol = TaskProtocol(SynthesisOptions(model="cosyvoice-v3-flash", voice="longanyang"))
+    protocol.start()
+    protocol.send_text("Hello")
+    protocol.flush()  # held until task-started, in order
+    assert [json.loads(m)["header"]["action"] for m in protocol.data_to_send()] == ["run-task"]
+    protocol.receive_text(json.dumps({"header": {"task_id": protocol.task_id, "event": "task-started"}}))
+    text, flush = (json.loads(m) for m in protocol.data_to_send())
+    assert text["payload"] == {"input": {"text": "Hello"}}
+    assert flush["header"] == {"action": "continue-task", "task_id": protocol.task_id, "streaming": "duplex"}
+    assert flush["payload"] == {
+        "model": "cosyvoice-v3-flash",
+        "task_group": "audio",
+        "task": "tts",
+        "function": "SpeechSynthesizer",
+        "input": {"flush": True},
+    }
+    protocol.send_text(" world")
+    protocol.flush()
+    protocol.finish()
+    sent = [json.loads(m) for m in protocol.data_to_send()]
+    assert [m["header"]["action"] for m in sent] == ["continue-task", "finish-task"]
+    assert sent[0]["payload"]["input"] == {"text": " world"}

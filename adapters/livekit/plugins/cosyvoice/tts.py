@@ -73,6 +73,8 @@ class TTS(tts.TTS):
         word_timestamps: request word timings and push them as aligned transcripts.
         region, workspace, token_provider, additional_params, timeouts, prestart:
             passed to ``cosyvoice_stream.AsyncSynthesizer``.
+        early_flush: flush the first clause of each stream (``,`` ``;`` ``:`` ...)
+            so its audio does not wait for the first sentence end (default True).
 
     Every parameter is validated here, before any connection, with an error
     that names it (``ValueError``).
@@ -99,6 +101,7 @@ class TTS(tts.TTS):
         additional_params: Mapping[str, Any] | None = None,
         timeouts: Timeouts | None = None,
         prestart: bool = True,
+        early_flush: bool = True,
     ) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True, aligned_transcript=word_timestamps),
@@ -124,6 +127,7 @@ class TTS(tts.TTS):
             additional_params=additional_params,
             timeouts=timeouts,
             prestart=prestart,
+            early_flush=early_flush,
         )
         self._streams: weakref.WeakSet[SynthesizeStream] = weakref.WeakSet()
         self._prewarm_task: asyncio.Task[None] | None = None
@@ -269,9 +273,8 @@ class SynthesizeStream(tts.SynthesizeStream):
 
     The CosyVoice task starts when the stream is created (connection and
     run-task overlap with waiting for the first token). Pushed text goes to
-    the service as it comes (the service segments sentences); a flush ends
-    the current task so what was pushed is synthesized now, and later text
-    goes to a new task whose audio follows in order, in the same segment.
+    the service as it comes (the service segments sentences); a flush is the
+    core's flush: what was pushed is synthesized now, in the same task.
     """
 
     def __init__(self, *, tts: TTS, conn_options: APIConnectOptions) -> None:
