@@ -5,6 +5,8 @@ streams in (LLM tokens) and says, once, where the turn's first clause ends:
 the first clause mark or sentence end at which the turn holds at least
 ``min_characters`` billable characters. The stream then flushes there, so
 the service synthesizes that clause without waiting for the sentence end.
+Once a sentence has ended (shorter than the minimum: "Hi!"), the service's
+own segmentation has the first audio on its way and nothing is flushed.
 
 Marks: ``, ; : —`` and sentence ends ``. ! ?`` (every Latin- and
 Cyrillic-script language of the service: English, French, German, Spanish,
@@ -19,10 +21,15 @@ from __future__ import annotations
 
 from .text import billable_characters
 
-#: Billable characters a turn must hold before its first clause is flushed
-#: (measured: see docs/benchmarks.md, "LLM token stream"). Shorter first
-#: clauses ("Well,", "Hi,") are spoken with the rest of their sentence.
-DEFAULT_MIN_CHARACTERS = 12
+#: Billable characters a turn must hold before its first clause is flushed.
+#: Measured with ``python -m benchmarks.early_flush_min`` (espeak engine,
+#: first packet 150 ms, RTF 0.3; docs/benchmarks.md): 4 flushes "Well,",
+#: "Sure,", "好的，" and brings first audio at 40 tokens/s from 402 ms to
+#: 177 ms, where 8..16 reach only 302 ms (the first clause is then a
+#: whole phrase); the silence after such a short clause, until the rest of
+#: the sentence is ready, is 0 ms at 40 and 80 tokens/s and 45 ms (median)
+#: at 20 tokens/s. Shorter ("So,", "Oh,") waits for the sentence.
+DEFAULT_MIN_CHARACTERS = 4
 
 # Full-width marks end a clause at once: no number or abbreviation uses them.
 _WIDE_MARKS = frozenset("，、；：。！？．")
@@ -126,6 +133,10 @@ class FirstClause:
                 continue
             if billable_characters(text[:end].strip()) >= self.min_characters:
                 return end
+            if ch in _SENTENCE_MARKS or ch in "。！？．":
+                # A whole (short) sentence is on its way to the service already.
+                self.done = True
+                return None
             i = end
         self._scan = i
         return None

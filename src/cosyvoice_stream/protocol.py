@@ -334,6 +334,9 @@ class TaskProtocol:
         self._held: list[str] = []
         self._finish_held = False
         self._flush_message: str | None = None
+        #: A flush was queued and nothing of the task's output (a result or audio) came since:
+        #: a failure now is the server's answer to the flush.
+        self.flush_outstanding = False
         self._messages_sent = 0
         self._sentence_counter = -1
 
@@ -389,6 +392,7 @@ class TaskProtocol:
         }
         msg = _message("continue-task", self.task_id, payload)
         self._flush_message = msg
+        self.flush_outstanding = True
         if self.state is TaskState.STARTING:
             self._held.append(msg)
         else:
@@ -400,6 +404,7 @@ class TaskProtocol:
         for queue in (self._held, self._outbox):
             if queue and queue[-1] is self._flush_message:
                 queue.pop()
+                self.flush_outstanding = False
         if self.state is TaskState.STARTING:
             self._finish_held = True
             return
@@ -432,6 +437,7 @@ class TaskProtocol:
                     f"audio frame received while the task is {self.state.value}", task_id=self.task_id
                 )
             )
+        self.flush_outstanding = False
         return [AudioReceived(bytes(data))]
 
     def receive_text(self, data: str | bytes) -> list[ProtocolEvent]:
@@ -529,6 +535,7 @@ class TaskProtocol:
         return events
 
     def _on_result(self, payload: dict[str, Any]) -> list[ProtocolEvent]:
+        self.flush_outstanding = False
         output = payload.get("output")
         output = output if isinstance(output, dict) else {}
         events = self._sentence_events(output, output.get("type"))

@@ -9,7 +9,7 @@ import pytest
 from cosyvoice_stream.clauses import DEFAULT_MIN_CHARACTERS, FirstClause
 
 
-def first_clause(pieces: list[str], minimum: int = DEFAULT_MIN_CHARACTERS) -> str | None:
+def first_clause(pieces: list[str], minimum: int = 12) -> str | None:
     """The text up to the flush point, fed as ``pieces``; None if no flush."""
     detector = FirstClause(minimum)
     sent = ""
@@ -34,7 +34,8 @@ CASES = [
     ("Dr. Smith and e.g. Mr. Jones went home, then left.", "Dr. Smith and e.g. Mr. Jones went home,"),
     ("J. R. R. Tolkien wrote it, they said.", "J. R. R. Tolkien wrote it,"),
     ("Visit example.com today, please.", "Visit example.com today,"),
-    ("Hi! Well, tomorrow in Hangzhou, it rains.", "Hi! Well, tomorrow in Hangzhou,"),
+    ("Hi! Well, tomorrow in Hangzhou, it rains.", None),  # a sentence is on its way already
+    ("你好！今天天气很好，我们去公园吧。", None),
     ("The answer is simple — we wait and see.", "The answer is simple —"),
     ("Here is the plan: first we eat.", "Here is the plan:"),
     ("This sentence ends here. And another one.", "This sentence ends here."),
@@ -61,6 +62,13 @@ CASES = [
 def test_first_clause(text: str, expected: str | None, split: str) -> None:
     pieces = tokens(text) if split == "tokens" else list(text) if split == "characters" else [text]
     assert first_clause(pieces) == expected
+
+
+def test_the_default_minimum_flushes_short_openings() -> None:
+    assert DEFAULT_MIN_CHARACTERS == 4
+    assert first_clause(tokens("Well, tomorrow it rains."), DEFAULT_MIN_CHARACTERS) == "Well,"
+    assert first_clause(tokens("好的，明天晴。"), DEFAULT_MIN_CHARACTERS) == "好的，"
+    assert first_clause(tokens("So, it rains today, sadly."), DEFAULT_MIN_CHARACTERS) == "So, it rains today,"
 
 
 def test_a_comma_after_a_digit_waits_for_the_next_character() -> None:

@@ -56,7 +56,7 @@ async def test_first_clause_audio_arrives_before_the_sentence_is_complete(start_
         await drain(stream)
     (task,) = spoken(server)
     assert task.flushes == 1
-    assert task.sentences == ["Well, tomorrow in Hangzhou,", "the weather looks sunny."]
+    assert task.sentences == ["Well,", "tomorrow in Hangzhou, the weather looks sunny."]
 
 
 async def test_without_early_flush_the_first_audio_waits_for_the_sentence(start_server) -> None:
@@ -75,13 +75,13 @@ async def test_a_short_first_clause_is_not_flushed_and_a_number_is_not_cut(start
     server = await start_server()
     async with AsyncSynthesizer(url=server.url) as synth:
         stream = synth.stream()
-        for token in ["Yes", ",", " it", " costs", " 3", ",", "000", " dollars", ",", " roughly", "."]:
+        for token in ["So", ",", " it", " costs", " 3", ",", "000", " dollars", ",", " roughly", "."]:
             stream.push_text(token)
         await stream.finish()
         await drain(stream)
     (task,) = spoken(server)
     assert task.flushes == 1
-    assert task.sentences == ["Yes, it costs 3,000 dollars,", "roughly."]
+    assert task.sentences == ["So, it costs 3,000 dollars,", "roughly."]
 
 
 async def test_whole_text_and_ssml_are_never_flushed_early(start_server) -> None:

@@ -17,7 +17,7 @@ from cosyvoice_stream.server import EmbeddedServer
 FIRST = ["Well", ",", " tomorrow", " in", " Hang", "zhou", ","]
 REST = [" the", " weather", " looks", " sunny", " and", " warm", "."]
 TEXT = "".join(FIRST + REST)
-SENTENCES = ["Well, tomorrow in Hangzhou,", "the weather looks sunny and warm."]
+SENTENCES = ["Well,", "tomorrow in Hangzhou, the weather looks sunny and warm."]
 
 
 async def test_first_clause_audio_before_the_rest_of_the_sentence_is_pushed(

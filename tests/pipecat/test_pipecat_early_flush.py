@@ -16,7 +16,7 @@ from pipecat_helpers import Driver, Probe, audio_bytes, of_type, run_pipeline, s
 
 FIRST = ["Well", ",", " tomorrow", " in", " Hang", "zhou", ","]
 REST = [" the", " weather", " looks", " sunny", " and", " warm", "."]
-SENTENCES = ["Well, tomorrow in Hangzhou,", "the weather looks sunny and warm."]
+SENTENCES = ["Well,", "tomorrow in Hangzhou, the weather looks sunny and warm."]
 
 
 def paced_turn(tokens: list[str], gap_s: float = 0.02) -> list:

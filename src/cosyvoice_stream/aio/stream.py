@@ -89,7 +89,6 @@ class _TaskRun:
         self.messages = 0
         self.has_text = False
         self.unflushed = False  # text pushed since the last flush
-        self.flush_unanswered = False  # a flush went out and no audio came since
         self.finish_requested = False
         self.cancelled = False
         self.session: TaskSession | None = None
@@ -145,7 +144,6 @@ class _TaskRun:
     def _send_flush(self, session: TaskSession) -> None:
         if self.synth.flush_supported and session.protocol.state in (TaskState.STARTING, TaskState.STARTED):
             session.flush()
-            self.flush_unanswered = True
 
     def _replay(self, session: TaskSession) -> None:
         for text, pushed_at in self.pending:
@@ -184,11 +182,12 @@ class _TaskRun:
     def _rejects_flush(self, error: CosyVoiceError) -> bool:
         """True when ``error`` is the server failing the task in answer to a flush.
 
-        A flush was sent and no audio came since; the error is the kind a
-        server that does not know the message answers with (not a timeout,
-        throttling, credentials or a voice/model refusal).
+        A flush was sent and nothing of the task's output (a result event or
+        audio) came since; the error is the kind a server that does not know
+        the message answers with (not a timeout, throttling, credentials or a
+        voice/model refusal).
         """
-        if not self.flush_unanswered or self.cancelled:
+        if self.session is None or not self.session.protocol.flush_outstanding or self.cancelled:
             return False
         if type(error) is ServerError:
             return True
@@ -221,7 +220,6 @@ class _TaskRun:
                     if self.delivered:
                         raise
                     # Nothing reached the caller: say the utterance again, without flushes.
-                self.flush_unanswered = False
                 if self.conn is not None:
                     self.synth.pool.discard(self.conn)
                     self.conn = None
@@ -392,7 +390,6 @@ class _TaskRun:
                 else:
                     events = session.receive_bytes(message, now)
                     self._audio_seen = True
-                    self.flush_unanswered = False
                 finished = session.protocol.state is TaskState.FINISHED
                 if finished:
                     # Before the caller hears of it: the next utterance waits for this connection.
@@ -513,6 +510,10 @@ class SynthesisStream:
         cut = None
         if clause is not None and isinstance(text, str) and self._synth.flush_supported:
             cut = clause.feed(text)
+        if cut is not None:
+            # The flush goes after the whitespace that follows the clause mark.
+            while cut < len(text) and text[cut].isspace():
+                cut += 1
         if cut is None:
             run.push(text)
         else:

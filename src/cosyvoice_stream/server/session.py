@@ -533,8 +533,11 @@ class Connection:
                 base = item.at + config.first_packet_delay_ms / 1000.0
                 paced_ms = 0.0
                 first = False
-            elif idle:  # synthesis restarts when the sentence became complete
-                base = item.at
+            elif idle:
+                # Nothing was left to say: synthesis of this unit (a sentence, or a
+                # flushed clause) starts from scratch when it became complete, and
+                # pays the model's first-packet time again.
+                base = item.at + config.first_packet_delay_ms / 1000.0
                 paced_ms = 0.0
             paced_ms = await self._send_sentence(task, item.sentence, synthesis, base, paced_ms)
 
