@@ -265,7 +265,8 @@ def main() -> None:
         if scenario != "llm":
             sys.exit(f"unknown scenario {scenario!r}: expected llm")
         n = int(sys.argv[sys.argv.index("--n") + 1]) if "--n" in sys.argv else None
-        main_llm(n)
+        only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
+        main_llm(n, only)
         return
     started = time.monotonic()
     st = Settings()
@@ -380,9 +381,10 @@ def main() -> None:
     report(results)
 
 
-def main_llm(n: int | None) -> None:
+def main_llm(n: int | None, only: list[str] | None = None) -> None:
     """Scenario "llm" alone: its figures go to .bench/results-llm.json and their section of
-    docs/benchmarks.md (the other sections are left as they are)."""
+    docs/benchmarks.md (the other sections are left as they are). ``only``: measure these
+    clients (and the floor) again, keeping the other clients' figures of the last run."""
     started = time.monotonic()
     st = Settings()
     if n is not None:
@@ -395,7 +397,11 @@ def main_llm(n: int | None) -> None:
         echo(f"  ! {name}: {problem}")
     available = adapters_available()
     clients = [
-        c for c in CLIENTS if available.get(c.key) is None and not (c.env != "project" and c.env in problems)
+        c
+        for c in CLIENTS
+        if available.get(c.key) is None
+        and not (c.env != "project" and c.env in problems)
+        and (only is None or c.key in only)
     ]
     results: dict[str, Any] = {
         "settings": {**st.__dict__, "rtts_ms": list(st.rtts_ms), "llm_token_rates": list(st.llm_token_rates)},
@@ -430,6 +436,9 @@ def main_llm(n: int | None) -> None:
     results["elapsed_s"] = time.monotonic() - started
     path = envs.BENCH_DIR / "results-llm.json"
     path.parent.mkdir(exist_ok=True)
+    if only is not None and path.exists():
+        previous = json.loads(path.read_text()).get("llm", {}).get("clients", {})
+        results["llm"]["clients"] = {**previous, **results["llm"]["clients"]}
     path.write_text(json.dumps(results, indent=1))
     error = llm.plot(path, ROOT / "docs" / llm.PLOT)
     if error:
@@ -487,6 +496,10 @@ def _measure(
     def ttfa_spec(rtt: int) -> dict:
         return {
             "scenario": "ttfa",
+            # The sentence-end figures time the sentence-end path: with the early first-clause
+            # flush, our audio would start at "Sure," before the clock does (scenario "llm"
+            # measures it, with every client's defaults).
+            "early_flush": False,
             "url": urls[rtt],
             "gap_s": st.gap_s(rtt),
             "n_warm": st.n_warm,

@@ -38,8 +38,12 @@ from _common import (
 
 from cosyvoice_stream import AsyncSynthesizer, AudioChunk
 
+#: The spec's ``early_flush`` (default: the synthesizer's default, on); set by main().
+EARLY_FLUSH = True
+
 
 def _synth(url: str, rate: int = 24000, **kw) -> AsyncSynthesizer:
+    kw.setdefault("early_flush", EARLY_FLUSH)
     return AsyncSynthesizer(MODEL, VOICE, sample_rate=rate, url=url, api_key=API_KEY, prestart=True, **kw)
 
 
@@ -328,7 +332,9 @@ async def concurrency(s: dict) -> dict:
 
 
 async def main() -> None:
+    global EARLY_FLUSH
     s = spec()
+    EARLY_FLUSH = s.get("early_flush", True)
     fn = {"ttfa": ttfa, "interrupt": interrupt, "cpu": cpu, "concurrency": concurrency, "llm": llm}[
         s["scenario"]
     ]
