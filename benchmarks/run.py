@@ -439,6 +439,8 @@ def main_llm(n: int | None, only: list[str] | None = None) -> None:
     if only is not None and path.exists():
         previous = json.loads(path.read_text()).get("llm", {}).get("clients", {})
         results["llm"]["clients"] = {**previous, **results["llm"]["clients"]}
+    if "--note" in sys.argv:
+        results["llm"]["note"] = sys.argv[sys.argv.index("--note") + 1]
     path.write_text(json.dumps(results, indent=1))
     error = llm.plot(path, ROOT / "docs" / llm.PLOT)
     if error:

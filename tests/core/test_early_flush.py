@@ -214,3 +214,15 @@ def test_flush_message_is_the_sdks_and_a_flush_right_before_finish_is_dropped() 
     sent = [json.loads(m) for m in protocol.data_to_send()]
     assert [m["header"]["action"] for m in sent] == ["continue-task", "finish-task"]
     assert sent[0]["payload"]["input"] == {"text": " world"}
+
+
+def test_the_stream_module_does_not_import_the_synthesizer_module() -> None:
+    """aio/stream.py <-> aio/synthesizer.py: the cycle is broken (StreamHost protocol)."""
+    import ast
+    from pathlib import Path
+
+    import cosyvoice_stream.aio.stream as stream_module
+
+    tree = ast.parse(Path(stream_module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "synthesizer" not in imported and "cosyvoice_stream.aio.synthesizer" not in imported
