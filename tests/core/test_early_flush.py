@@ -89,7 +89,12 @@ async def test_whole_text_and_ssml_are_never_flushed_early(start_server) -> None
     async with AsyncSynthesizer(url=server.url) as synth:
         await synth.synthesize_audio("Well, tomorrow in Hangzhou, the weather looks sunny.")
         await synth.synthesize_audio("<speak>Well, tomorrow in Hangzhou, it is sunny.</speak>")
-    assert [t.flushes for t in spoken(server)] == [0, 0]
+        stream = synth.stream(ssml=True)
+        stream.push_text("<speak>Well, tomorrow in Hangzhou, it is sunny.</speak>")
+        stream.flush()  # nothing to flush in a one-document task
+        await stream.finish()
+        await drain(stream)
+    assert [t.flushes for t in spoken(server)] == [0, 0, 0]
 
 
 async def test_many_flushes_one_task_one_connection_and_word_times_keep_increasing(start_server) -> None:
@@ -226,3 +231,24 @@ def test_the_stream_module_does_not_import_the_synthesizer_module() -> None:
     tree = ast.parse(Path(stream_module.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "synthesizer" not in imported and "cosyvoice_stream.aio.synthesizer" not in imported
+
+
+async def test_a_failure_after_the_server_answered_the_flush_is_not_taken_for_a_rejection(
+    start_server,
+) -> None:
+    from cosyvoice_stream import InvalidParameterError
+    from cosyvoice_stream.server import Fault
+
+    server = await start_server()
+    server.add_fault(
+        Fault("fail_task", stage="audio", after_frames=1, message="Please ensure input text is valid.")
+    )
+    async with AsyncSynthesizer(url=server.url) as synth:
+        stream = synth.stream()
+        for token in TOKENS:
+            stream.push_text(token)
+        await stream.finish()
+        with pytest.raises(InvalidParameterError):
+            await drain(stream)
+        assert synth.flush_supported  # audio came after the flush: it was not the flush
+    assert [t.state for t in spoken(server)] == ["failed"]

@@ -128,8 +128,8 @@ class _TaskRun:
 
     def flush(self) -> None:
         """Have the server synthesize what it holds; nothing is sent when it holds nothing new."""
-        if not self.unflushed or self.finish_requested or not self.synth.flush_supported:
-            return
+        if self.ssml or not self.unflushed or self.finish_requested or not self.synth.flush_supported:
+            return  # an SSML task takes exactly one message: its document
         self.unflushed = False
         now = time.monotonic()
         self.pushed.append((None, now))
