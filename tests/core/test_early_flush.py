@@ -252,3 +252,14 @@ async def test_a_failure_after_the_server_answered_the_flush_is_not_taken_for_a_
             await drain(stream)
         assert synth.flush_supported  # audio came after the flush: it was not the flush
     assert [t.state for t in spoken(server)] == ["failed"]
+
+
+async def test_a_fragment_is_never_split_into_a_piece_that_looks_like_ssml(start_server) -> None:
+    server = await start_server()
+    async with AsyncSynthesizer(url=server.url) as synth:
+        stream = synth.stream()
+        stream.push_text("Well, <speak>is a word here")
+        await stream.finish()
+        await drain(stream)
+    (task,) = spoken(server)
+    assert task.texts == ["Well, <speak>is a word here"] and task.state == "finished"

@@ -29,7 +29,7 @@ from ..events import StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from ..options import SynthesisOptions
 from ..protocol import TaskState, check_fragment
 from ..session import TaskSession
-from ..text import billable_characters
+from ..text import billable_characters, is_ssml
 from ..timestamps import WordTiming
 from .connection import Connection, Timeouts, connection_lost
 from .pool import ConnectionPool
@@ -508,12 +508,16 @@ class SynthesisStream:
             text = self._held_space + text
         clause = self._first_clause
         cut = None
-        if clause is not None and isinstance(text, str) and self._synth.flush_supported:
+        if clause is not None and self._synth.flush_supported:
+            # The whole fragment is checked before it is looked into, or split.
+            check_fragment(text, ssml=self._ssml, characters_sent=run.characters, messages_sent=run.messages)
             cut = clause.feed(text)
         if cut is not None:
             # The flush goes after the whitespace that follows the clause mark.
             while cut < len(text) and text[cut].isspace():
                 cut += 1
+            if is_ssml(text[cut:]):
+                cut = len(text)  # a piece must never start like an SSML document: flush after it
         if cut is None:
             run.push(text)
         else:
