@@ -167,4 +167,7 @@ def driver_env(python: str) -> dict[str, str]:
     env["NLTK_DATA"] = str(NLTK_DATA)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.pop("PYTHONPATH", None)
+    if Path(python) == Path(sys.executable):
+        # The project's drivers measure this checkout, not whatever the venv has installed.
+        env["PYTHONPATH"] = os.pathsep.join(str(ROOT / d) for d in ("src", "adapters"))
     return env

@@ -470,6 +470,11 @@ def write_report(results: dict, path: Path) -> None:
     add("")
     add(_ttfa_findings(results))
     add("")
+    if results.get("llm"):
+        from .llm import section
+
+        L.extend(section(results))
+        add("")
     add(f"## 2. Interruption ({st['interrupt_rtt_ms']} ms RTT)")
     add("")
     add(

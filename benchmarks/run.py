@@ -3,6 +3,8 @@
     python -m benchmarks.run            # everything (~10 min on 2 cores; the first run
                                         # also installs the peers' environments)
     BENCH_QUICK=1 python -m benchmarks.run   # a smoke run with few utterances
+    python -m benchmarks.run --scenario llm [--n N]   # only "LLM token stream, first
+                                        # token -> first audio" (benchmarks/llm.py)
 
 What runs where (2 cores): the embedded server and the latency proxy on
 CPU 1, every client (ours and the peers, each a driver subprocess in its own
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import envs
+from . import envs, llm
 from .report import headline_lines, write_report
 
 ROOT = envs.ROOT
@@ -61,6 +63,8 @@ class Settings:
     concurrency_stagger_s: float = 1.5
     conc_tone_word_ms: int = 100  # 13 s of audio per stream, 3.9 s to send at RTF 0.3: the streams overlap
     conc_tone_gap_ms: int = 25
+    llm_token_rates: tuple[int, ...] = (20, 40, 80)
+    n_llm: int = 5 if QUICK else 20
 
     def gap_s(self, rtt_ms: float) -> float:
         """Pause between utterances (a user turn): long enough for a primed task to start."""
@@ -256,6 +260,14 @@ def main() -> None:
     if "--report-only" in sys.argv:  # redraw from the last run's .bench/results.json
         report(json.loads(RESULTS.read_text()))
         return
+    if "--scenario" in sys.argv:
+        scenario = sys.argv[sys.argv.index("--scenario") + 1]
+        if scenario != "llm":
+            sys.exit(f"unknown scenario {scenario!r}: expected llm")
+        n = int(sys.argv[sys.argv.index("--n") + 1]) if "--n" in sys.argv else None
+        only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
+        main_llm(n, only)
+        return
     started = time.monotonic()
     st = Settings()
     echo(
@@ -369,6 +381,77 @@ def main() -> None:
     report(results)
 
 
+def main_llm(n: int | None, only: list[str] | None = None) -> None:
+    """Scenario "llm" alone: its figures go to .bench/results-llm.json and their section of
+    docs/benchmarks.md (the other sections are left as they are). ``only``: measure these
+    clients (and the floor) again, keeping the other clients' figures of the last run."""
+    started = time.monotonic()
+    st = Settings()
+    if n is not None:
+        st.n_llm = n
+    echo(
+        f"scenario llm: {st.n_llm} warm utterances per cell, {list(st.llm_token_rates)} tokens/s, RTT {list(st.rtts_ms)} ms"
+    )
+    problems = envs.ensure(["dashscope", "pipecat", "livekit", "tools"], echo=echo)
+    for name, problem in problems.items():
+        echo(f"  ! {name}: {problem}")
+    available = adapters_available()
+    clients = [
+        c
+        for c in CLIENTS
+        if available.get(c.key) is None
+        and not (c.env != "project" and c.env in problems)
+        and (only is None or c.key in only)
+    ]
+    results: dict[str, Any] = {
+        "settings": {**st.__dict__, "rtts_ms": list(st.rtts_ms), "llm_token_rates": list(st.llm_token_rates)},
+        "machine": machine_info(),
+        "started": time.time(),
+        "clients": {c.key: {"label": c.label, "ours": c.ours, "framework": c.framework} for c in CLIENTS},
+    }
+    timed = {
+        "chunk_ms": st.chunk_ms,
+        "tone_word_ms": st.tone_word_ms,
+        "tone_gap_ms": st.tone_gap_ms,
+        "first_packet_delay_ms": st.first_packet_delay_ms,
+        "rtf": st.rtf,
+    }
+    backend = Background(
+        [sys.executable, "-m", "benchmarks.backend", json.dumps({"timed": timed})], SERVER_CPU
+    )
+    host_port = f"127.0.0.1:{backend.info['servers']['timed']['port']}"
+    proxy_argv = [sys.executable, "-m", "benchmarks.proxy", "--upstream", host_port]
+    proxy_argv += ["--handshake-rtts", str(st.handshake_rtts), "--cpu", SERVER_CPU]
+    for rtt in st.rtts_ms:
+        proxy_argv += ["--rtt-ms", str(rtt)]
+    proxy = Background(proxy_argv, SERVER_CPU)
+    urls = {int(p["rtt_ms"]): p["url"] for p in proxy.info["proxies"]}
+    try:
+        raw = Client("raw", "bare WebSocket client", "project", "raw_floor.py")
+        results["expected_bytes"] = run_driver(raw, {"scenario": "bytes", "url": urls[0]})
+        llm.measure(st, raw, clients, urls, results, run_parallel, echo)
+    finally:
+        proxy.stop()
+        backend.stop()
+    results["elapsed_s"] = time.monotonic() - started
+    path = envs.BENCH_DIR / "results-llm.json"
+    path.parent.mkdir(exist_ok=True)
+    if only is not None and path.exists():
+        previous = json.loads(path.read_text()).get("llm", {}).get("clients", {})
+        results["llm"]["clients"] = {**previous, **results["llm"]["clients"]}
+    if "--note" in sys.argv:
+        results["llm"]["note"] = sys.argv[sys.argv.index("--note") + 1]
+    path.write_text(json.dumps(results, indent=1))
+    error = llm.plot(path, ROOT / "docs" / llm.PLOT)
+    if error:
+        echo(f"  ! plot failed: {error}")
+    llm.write_doc(results, ROOT / "docs" / "benchmarks.md")
+    echo(f"  wrote {path.relative_to(ROOT)}, docs/{llm.PLOT} and its section of docs/benchmarks.md")
+    for line in llm.section(results):
+        if line.startswith("- "):
+            echo(line)
+
+
 def report(results: dict) -> None:
     """docs/benchmarks.md, the plot and the headline, from ``results``."""
     plot = ROOT / "docs" / "benchmarks-ttfa.png"
@@ -380,6 +463,10 @@ def report(results: dict) -> None:
     )
     if proc.returncode != 0:
         echo(f"  ! plot failed: {proc.stderr.strip()[-500:]}")
+    if results.get("llm"):
+        error = llm.plot(RESULTS, ROOT / "docs" / llm.PLOT)
+        if error:
+            echo(f"  ! LLM scenario plot failed: {error}")
     write_report(results, ROOT / "docs" / "benchmarks.md")
     echo(f"  wrote docs/benchmarks.md, docs/benchmarks-ttfa.png, {RESULTS.relative_to(ROOT)}")
     echo(f"  total {results['elapsed_s'] / 60:.1f} min")
@@ -411,6 +498,10 @@ def _measure(
     def ttfa_spec(rtt: int) -> dict:
         return {
             "scenario": "ttfa",
+            # The sentence-end figures time the sentence-end path: with the early first-clause
+            # flush, our audio would start at "Sure," before the clock does (scenario "llm"
+            # measures it, with every client's defaults).
+            "early_flush": False,
             "url": urls[rtt],
             "gap_s": st.gap_s(rtt),
             "n_warm": st.n_warm,
@@ -484,6 +575,9 @@ def _measure(
     results["floor"] = floor
     results["ttfa"] = ttfa
     expected_bytes = results.get("expected_bytes") or {"text": 24000, "long": 249600}
+
+    echo(f"[3b/7] LLM token stream, first token -> first audio ({st.n_llm} per cell)")
+    llm.measure(st, raw, clients, urls, results, run_parallel, echo)
 
     # 5. interruption (clients of a group side by side) and CPU (one client at a time)
     echo(

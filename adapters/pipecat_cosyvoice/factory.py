@@ -29,6 +29,7 @@ CONSTRUCTOR_KEYS: frozenset[str] = frozenset(
         "prewarm",
         "text_aggregation_mode",
         "timeouts",
+        "early_flush",
     }
 )
 #: Keys that go to ``CosyVoiceTTSService.Settings``.
@@ -58,7 +59,8 @@ def create_tts(config: Mapping[str, Any]) -> CosyVoiceTTSService:
     instruction, enable_aigc_tag, aigc_propagator, aigc_propagate_id,
     additional_params (settings, changeable at runtime); api_key, url, region,
     workspace, sample_rate, word_timestamps, prewarm, text_aggregation_mode
-    ("token" or "sentence"), timeouts (a mapping of ``Timeouts`` fields).
+    ("token" or "sentence"), timeouts (a mapping of ``Timeouts`` fields),
+    early_flush (bool, default true).
     A ``framework`` key, if present, must be ``"pipecat"``. Unknown keys are
     refused with an error that names them; values are validated by the
     service's constructor.

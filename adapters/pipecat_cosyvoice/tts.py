@@ -168,6 +168,9 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
         prewarm: Open a connection (and start a task on it) when the pipeline
             starts and after each utterance, so no utterance pays connection set-up.
         text_aggregation_mode: ``TOKEN`` (default) or ``SENTENCE``.
+        early_flush: Flush the first clause of each turn (``,`` ``;`` ``:`` ...)
+            so its audio does not wait for the first sentence end (default True;
+            see the core's ``AsyncSynthesizer``).
         **kwargs: Passed to ``TTSService``; a keyword it does not take is a ``TypeError``.
 
     Every parameter is validated here, before any connection is made.
@@ -195,6 +198,7 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
         timeouts: Timeouts | None = None,
         prewarm: bool = True,
         text_aggregation_mode: TextAggregationMode | None = None,
+        early_flush: bool = True,
         **kwargs: Any,
     ) -> None:
         owner = type(self).__name__
@@ -237,6 +241,7 @@ class CosyVoiceTTSService(TTSService, _BillableUsage):
                 word_timestamp_enabled=word_timestamps,
                 timeouts=timeouts,
                 prestart=prewarm,
+                early_flush=early_flush,
                 **self._core_options(),
             )
             synth.add_connection_listener(self._on_connection_event)

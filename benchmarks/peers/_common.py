@@ -41,6 +41,28 @@ assert "".join(TOKENS) == TEXT
 #: too, and counts its first-packet delay from there.)
 COMPLETE_INDEX = 5
 
+#: Scenario "llm": an LLM reply streamed token by token; the clock starts at its
+#: first token. Its first clause ("Well,") ends with token LLM_CLAUSE_INDEX, its
+#: first sentence with the last token.
+LLM_TOKENS = [
+    "Well",
+    ",",
+    " tomorrow",
+    " in",
+    " Hang",
+    "zhou",
+    ",",
+    " the",
+    " weather",
+    " looks",
+    " sunny",
+    " and",
+    " warm",
+    ".",
+]
+LLM_TEXT = "".join(LLM_TOKENS)
+LLM_CLAUSE_INDEX = 1
+
 #: A long utterance (interruption, CPU, concurrency): six sentences, 104 CJK
 #: characters, 5.2 s of tone audio. Chinese because livekit-plugins-aliyun
 #: deletes the spaces of English text (its sentencizer runs with

@@ -16,6 +16,7 @@ from typing import Any
 
 from _common import (
     COMPLETE_INDEX,
+    LLM_TOKENS,
     LONG_TEXT,
     TEXT,
     TOKENS,
@@ -77,7 +78,14 @@ async def whole_once(plugin: Plugin, tts: Any, *, text: str = TEXT, stop_at_firs
     return first[0] - t0
 
 
-async def tokens_once(tts: Any, period: float, *, stop_at_first: bool = False) -> float:
+async def tokens_once(
+    tts: Any,
+    period: float,
+    *,
+    stop_at_first: bool = False,
+    tokens: list[str] = TOKENS,
+    start_index: int = COMPLETE_INDEX,
+) -> float:
     hand = Handover()
     start = clock()
     stream = tts.stream()
@@ -89,10 +97,10 @@ async def tokens_once(tts: Any, period: float, *, stop_at_first: bool = False) -
 
     consumer = asyncio.ensure_future(_consume(stream, on_frame))
     t0 = 0.0
-    for i, tok in enumerate(TOKENS):
+    for i, tok in enumerate(tokens):
         due = start + i * period
         await sleep_until(due)
-        if i == COMPLETE_INDEX:
+        if i == start_index:
             t0 = hand.at(due)
         stream.push_text(tok)
         hand.done()
@@ -142,6 +150,24 @@ async def ttfa(plugin: Plugin, s: dict) -> dict:
         out[mode] = {"cold": cold, "warm": warm}
         if mode == "whole" and not plugin.has_synthesize:
             out[mode]["note"] = "synthesize() is not implemented: whole text pushed through stream()"
+    return out
+
+
+async def llm(plugin: Plugin, s: dict) -> dict:
+    """Scenario "llm": first token of a streamed reply -> first audio, warm, per token rate."""
+    out: dict = {}
+    for rate in s["token_rates"]:
+        tts = plugin.make_tts(s["url"], 24000)
+        tts.prewarm()
+        await asyncio.sleep(s["gap_s"])
+        times: list = []
+        for i in range(s["n"] + 1):
+            t = await tokens_once(tts, 1.0 / rate, tokens=LLM_TOKENS, start_index=0)
+            if i:
+                times.append(ms(t))
+            await asyncio.sleep(s["gap_s"])
+        await plugin.close(tts)
+        out[str(rate)] = times
     return out
 
 
@@ -228,7 +254,7 @@ def run(plugin_factory: Callable[[], Plugin]) -> None:
 
     async def main() -> None:
         plugin = plugin_factory()
-        fn = {"ttfa": ttfa, "interrupt": interrupt, "cpu": cpu}[s["scenario"]]
+        fn = {"ttfa": ttfa, "interrupt": interrupt, "cpu": cpu, "llm": llm}[s["scenario"]]
         emit(await fn(plugin, s))
 
     import logging

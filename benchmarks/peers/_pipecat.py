@@ -23,6 +23,7 @@ from typing import Any
 
 from _common import (
     COMPLETE_INDEX,
+    LLM_TOKENS,
     LONG_TEXT,
     TEXT,
     TOKENS,
@@ -161,16 +162,24 @@ async def whole_once(p: Running, expected: int, *, stop_at_first: bool = False) 
     return first - t0
 
 
-async def tokens_once(p: Running, expected: int, period: float, *, stop_at_first: bool = False) -> float:
+async def tokens_once(
+    p: Running,
+    expected: int,
+    period: float,
+    *,
+    stop_at_first: bool = False,
+    tokens: list[str] = TOKENS,
+    start_index: int = COMPLETE_INDEX,
+) -> float:
     base = p.sink.audio_bytes
     hand = Handover()
     start = clock()
     await p.task.queue_frame(LLMFullResponseStartFrame())
     t0 = 0.0
-    for i, tok in enumerate(TOKENS):
+    for i, tok in enumerate(tokens):
         due = start + i * period
         await sleep_until(due)
-        if i == COMPLETE_INDEX:
+        if i == start_index:
             t0 = hand.at(due)
         await p.task.queue_frame(LLMTextFrame(tok))
         hand.done()
@@ -212,6 +221,24 @@ async def ttfa(svc: Service, s: dict) -> dict:
             await asyncio.sleep(gap)
         await p.stop()
         out[mode] = {"cold": cold, "warm": warm}
+    return out
+
+
+async def llm(svc: Service, s: dict) -> dict:
+    """Scenario "llm": first token of a streamed reply -> first audio, warm, per token rate."""
+    expected = svc.bytes_for("llm", 24000)
+    out: dict = {}
+    for rate in s["token_rates"]:
+        p = await Running(svc.make_tts(s["url"], 24000), 24000).start()
+        await asyncio.sleep(s["gap_s"])
+        times: list = []
+        for i in range(s["n"] + 1):
+            t = await tokens_once(p, expected, 1.0 / rate, tokens=LLM_TOKENS, start_index=0)
+            if i:
+                times.append(ms(t))
+            await asyncio.sleep(s["gap_s"])
+        await p.stop()
+        out[str(rate)] = times
     return out
 
 
@@ -288,7 +315,7 @@ def run(service_factory: Callable[[dict], Service]) -> None:
 
     async def main() -> None:
         svc = service_factory(s)
-        fn = {"ttfa": ttfa, "interrupt": interrupt, "cpu": cpu}[s["scenario"]]
+        fn = {"ttfa": ttfa, "interrupt": interrupt, "cpu": cpu, "llm": llm}[s["scenario"]]
         emit(await fn(svc, s))
 
     asyncio.run(main())

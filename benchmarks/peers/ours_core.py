@@ -18,6 +18,7 @@ import time
 from _common import (
     API_KEY,
     COMPLETE_INDEX,
+    LLM_TOKENS,
     LONG_TEXT,
     MODEL,
     TEXT,
@@ -37,8 +38,12 @@ from _common import (
 
 from cosyvoice_stream import AsyncSynthesizer, AudioChunk
 
+#: The spec's ``early_flush`` (default: the synthesizer's default, on); set by main().
+EARLY_FLUSH = True
+
 
 def _synth(url: str, rate: int = 24000, **kw) -> AsyncSynthesizer:
+    kw.setdefault("early_flush", EARLY_FLUSH)
     return AsyncSynthesizer(MODEL, VOICE, sample_rate=rate, url=url, api_key=API_KEY, prestart=True, **kw)
 
 
@@ -58,7 +63,14 @@ async def whole_once(synth: AsyncSynthesizer, *, stop_at_first: bool = False) ->
     return first - t0
 
 
-async def tokens_once(synth: AsyncSynthesizer, period: float, *, stop_at_first: bool = False) -> float:
+async def tokens_once(
+    synth: AsyncSynthesizer,
+    period: float,
+    *,
+    stop_at_first: bool = False,
+    tokens: list[str] = TOKENS,
+    start_index: int = COMPLETE_INDEX,
+) -> float:
     hand = Handover()
     start = clock()
     stream = synth.stream()
@@ -71,10 +83,10 @@ async def tokens_once(synth: AsyncSynthesizer, period: float, *, stop_at_first: 
 
     consumer = asyncio.ensure_future(consume())
     t0 = 0.0
-    for i, tok in enumerate(TOKENS):
+    for i, tok in enumerate(tokens):
         due = start + i * period
         await sleep_until(due)
-        if i == COMPLETE_INDEX:
+        if i == start_index:
             t0 = hand.at(due)
         stream.push_text(tok)
         hand.done()
@@ -122,6 +134,24 @@ async def ttfa(s: dict) -> dict:
             "warm": warm,
             "pool": stats.__dict__ if hasattr(stats, "__dict__") else str(stats),
         }
+    return out
+
+
+async def llm(s: dict) -> dict:
+    """Scenario "llm": first token of a streamed reply -> first audio, warm, per token rate."""
+    out: dict = {}
+    for rate in s["token_rates"]:
+        synth = _synth(s["url"])
+        await synth.prewarm()
+        await asyncio.sleep(s["gap_s"])
+        times: list = []
+        for i in range(s["n"] + 1):
+            t = await tokens_once(synth, 1.0 / rate, tokens=LLM_TOKENS, start_index=0)
+            if i:
+                times.append(ms(t))
+            await asyncio.sleep(s["gap_s"])
+        await synth.aclose()
+        out[str(rate)] = times
     return out
 
 
@@ -302,8 +332,12 @@ async def concurrency(s: dict) -> dict:
 
 
 async def main() -> None:
+    global EARLY_FLUSH
     s = spec()
-    fn = {"ttfa": ttfa, "interrupt": interrupt, "cpu": cpu, "concurrency": concurrency}[s["scenario"]]
+    EARLY_FLUSH = s.get("early_flush", True)
+    fn = {"ttfa": ttfa, "interrupt": interrupt, "cpu": cpu, "concurrency": concurrency, "llm": llm}[
+        s["scenario"]
+    ]
     emit(await fn(s))
 
 

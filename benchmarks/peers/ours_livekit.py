@@ -12,11 +12,18 @@ def factory() -> Plugin:
 
     from livekit.plugins import cosyvoice
 
-    words = json.loads(sys.argv[1]).get("word_timestamps", True)
+    s = json.loads(sys.argv[1])
+    words = s.get("word_timestamps", True)
 
     def make_tts(url: str, rate: int):
         return cosyvoice.TTS(
-            api_key=API_KEY, base_url=url, model=MODEL, voice=VOICE, sample_rate=rate, word_timestamps=words
+            api_key=API_KEY,
+            base_url=url,
+            model=MODEL,
+            voice=VOICE,
+            sample_rate=rate,
+            word_timestamps=words,
+            early_flush=s.get("early_flush", True),
         )
 
     return Plugin(make_tts, has_synthesize=True)

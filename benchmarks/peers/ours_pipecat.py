@@ -12,7 +12,14 @@ def factory(s: dict) -> Service:
     words = s.get("word_timestamps", True)
 
     def make_tts(url: str, rate: int):
-        return CosyVoiceTTSService(api_key=API_KEY, url=url, model=MODEL, voice=VOICE, word_timestamps=words)
+        return CosyVoiceTTSService(
+            api_key=API_KEY,
+            url=url,
+            model=MODEL,
+            voice=VOICE,
+            word_timestamps=words,
+            early_flush=s.get("early_flush", True),
+        )
 
     return Service(make_tts, s["expected_bytes"])
 

@@ -19,6 +19,7 @@ import dashscope
 from _common import (
     API_KEY,
     COMPLETE_INDEX,
+    LLM_TOKENS,
     LONG_TEXT,
     MODEL,
     TEXT,
@@ -99,14 +100,20 @@ def whole_once(synth: SpeechSynthesizer, cb: Callback) -> float:
     return cb.first - t0
 
 
-def tokens_once(synth: SpeechSynthesizer, cb: Callback, period: float) -> float:
+def tokens_once(
+    synth: SpeechSynthesizer,
+    cb: Callback,
+    period: float,
+    tokens: list[str] = TOKENS,
+    start_index: int = COMPLETE_INDEX,
+) -> float:
     hand = Handover()
     start = clock()
     t0 = 0.0
-    for i, tok in enumerate(TOKENS):
+    for i, tok in enumerate(tokens):
         due = start + i * period
         sleep_until_sync(due)
-        if i == COMPLETE_INDEX:
+        if i == start_index:
             t0 = hand.at(due)
         synth.streaming_call(tok)  # the first call connects and starts the task: it blocks
         hand.done()
@@ -142,6 +149,29 @@ def ttfa(s: dict) -> dict:
                 time.sleep(gap)
             pool.shutdown()
         out[mode] = {"cold": plain, "warm": plain, "warm_object_pool": pooled}
+    return out
+
+
+def llm(s: dict) -> dict:
+    """Scenario "llm": first token of a streamed reply -> first audio, per token rate, with the
+    SDK's object pool (its warm path: connection and task set-up off the first token)."""
+    url, gap = s["url"], s["gap_s"]
+    out: dict = {}
+    for rate in s["token_rates"]:
+        pool = SpeechSynthesizerObjectPool(max_size=1, url=url)
+        time.sleep(gap)
+        times: list = []
+        for i in range(s["n"] + 1):
+            cb = Callback()
+            synth = pool.borrow_synthesizer(model=MODEL, voice=VOICE, format=FORMATS[24000], callback=cb)
+            t = tokens_once(synth, cb, 1.0 / rate, tokens=LLM_TOKENS, start_index=0)
+            _settle(synth)
+            pool.return_synthesizer(synth)
+            if i:
+                times.append(ms(t))
+            time.sleep(gap)
+        pool.shutdown()
+        out[str(rate)] = times
     return out
 
 
@@ -198,7 +228,7 @@ def cpu(s: dict) -> dict:
 
 def main() -> None:
     s = spec()
-    fn = {"ttfa": ttfa, "interrupt": interrupt, "cpu": cpu}[s["scenario"]]
+    fn = {"ttfa": ttfa, "interrupt": interrupt, "cpu": cpu, "llm": llm}[s["scenario"]]
     code = 0
     try:
         emit(fn(s))

@@ -16,6 +16,9 @@ import uuid
 from _common import (
     API_KEY,
     COMPLETE_INDEX,
+    LLM_CLAUSE_INDEX,
+    LLM_TEXT,
+    LLM_TOKENS,
     LONG_TEXT,
     MODEL,
     TEXT,
@@ -126,12 +129,48 @@ async def _tokens(ws, task_id: str, period: float) -> float:
     return t_first - t0
 
 
+async def _llm(ws, task_id: str, period: float) -> float:
+    """The floor of scenario "llm": tokens as they come, the protocol's flush right after the
+    first clause's last token, the clock from the first token."""
+    start = clock()
+    first: asyncio.Future = asyncio.ensure_future(_first_audio(ws))
+    for i, tok in enumerate(LLM_TOKENS):
+        await sleep_until(start + i * period)
+        await ws.send(_msg("continue-task", task_id, {"input": {"text": tok}}))
+        if i == LLM_CLAUSE_INDEX:
+            await ws.send(_msg("continue-task", task_id, {"input": {"flush": True}}))
+    await ws.send(_msg("finish-task", task_id, {"input": {}}))
+    t_first = await first
+    await _drain(ws)
+    return t_first - start
+
+
 async def main() -> None:
     s = spec()
     if s.get("scenario") == "bytes":  # audio bytes of the texts at 24 kHz on this server
         ws = await _open(s["url"])
-        emit({"text": await _audio_bytes(ws, TEXT, 24000), "long": await _audio_bytes(ws, LONG_TEXT, 24000)})
+        emit(
+            {
+                "text": await _audio_bytes(ws, TEXT, 24000),
+                "long": await _audio_bytes(ws, LONG_TEXT, 24000),
+                "llm": await _audio_bytes(ws, LLM_TEXT, 24000),
+            }
+        )
         await ws.close()
+        return
+    if s.get("scenario") == "llm":
+        ws = await _open(s["url"])
+        out: dict = {}
+        for rate in s["token_rates"]:
+            out[str(rate)] = []
+            for i in range(s["n"] + 1):
+                task_id = await _start(ws, 24000)
+                await asyncio.sleep(s["gap_s"])
+                t = await _llm(ws, task_id, 1.0 / rate)
+                if i:
+                    out[str(rate)].append(ms(t))
+        await ws.close()
+        emit(out)
         return
     url, rate, gap = s["url"], s.get("sample_rate", 24000), s["gap_s"]
     period = s.get("token_period_s", 0.05)

@@ -23,6 +23,17 @@ INSTALL_HINTS = {
     "livekit": "pip install 'cosyvoice-stream[livekit]'",
 }
 
+
+def boolean(raw: str) -> bool:
+    """A boolean setting: 1/true/yes/on or 0/false/no/off (any case)."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 #: Environment variable -> (config key, converter).
 ENV_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "COSYVOICE_FRAMEWORK": ("framework", str),
@@ -36,6 +47,7 @@ ENV_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "COSYVOICE_LANGUAGE": ("language", str),
     "COSYVOICE_INSTRUCTION": ("instruction", str),
     "COSYVOICE_URL": ("url", str),
+    "COSYVOICE_EARLY_FLUSH": ("early_flush", boolean),
 }
 
 

@@ -386,6 +386,10 @@ class TaskProtocol:
         self._outbox: list[str] = []
         self._held: list[str] = []
         self._finish_held = False
+        self._flush_message: str | None = None
+        #: A flush was queued and nothing of the task's output (a result or audio) came since:
+        #: a failure now is the server's answer to the flush.
+        self.flush_outstanding = False
         self._messages_sent = 0
         self._sentence_counter = -1
         #: Events and audio of this task received so far: what proves the task alive.
@@ -434,15 +438,28 @@ class TaskProtocol:
                 self._outbox.append(msg)
 
     def flush(self) -> None:
-        """Queue a flush: the server synthesizes the text it holds now and the task goes on.
+        """Queue a flush: the server synthesizes what it holds now and the task goes on.
 
-        A continue-task whose ``input`` is ``{"flush": true}``, as the SDK's
-        ``streaming_flush()`` sends it.
+        The official SDK's ``streaming_flush()`` message (continue-task with
+        ``payload.input.flush``), including the fields it repeats, since the
+        service documents it nowhere else.
         """
-        if self.state not in (TaskState.STARTING, TaskState.STARTED):
+        if self.state not in (TaskState.STARTING, TaskState.STARTED) or self._finish_held:
             raise ProtocolError(f"flush() in state {self.state.value}", task_id=self.task_id)
-        msg = _message("continue-task", self.task_id, {"input": {"flush": True}})
-        (self._held if self.state is TaskState.STARTING else self._outbox).append(msg)
+        payload = {
+            "model": self.options.model,
+            "task_group": "audio",
+            "task": "tts",
+            "function": "SpeechSynthesizer",
+            "input": {"flush": True},
+        }
+        msg = _message("continue-task", self.task_id, payload)
+        self._flush_message = msg
+        self.flush_outstanding = True
+        if self.state is TaskState.STARTING:
+            self._held.append(msg)
+        else:
+            self._outbox.append(msg)
 
     def cancel(self) -> None:
         """Queue the cancel directive: finish-task whose ``input.directive`` is ``"cancel"``.
@@ -458,6 +475,11 @@ class TaskProtocol:
 
     def finish(self) -> None:
         """Queue finish-task: no more text; the server synthesizes what it buffered."""
+        # finish-task synthesizes everything too: a flush still queued just before it says nothing more.
+        for queue in (self._held, self._outbox):
+            if queue and queue[-1] is self._flush_message:
+                queue.pop()
+                self.flush_outstanding = False
         if self.state is TaskState.STARTING:
             self._finish_held = True
             return
@@ -498,6 +520,7 @@ class TaskProtocol:
                 )
             )
         self.progress += 1
+        self.flush_outstanding = False
         self._legacy_audio = True
         return [AudioReceived(bytes(data))]
 
@@ -662,6 +685,7 @@ class TaskProtocol:
         return events
 
     def _on_result(self, payload: dict[str, Any]) -> list[ProtocolEvent]:
+        self.flush_outstanding = False
         output = payload.get("output")
         output = output if isinstance(output, dict) else {}
         events = self._sentence_events(output, output.get("type"))

@@ -135,6 +135,10 @@ class TaskSession:
         if self._first_text_at is None and text.strip():
             self._first_text_at = now
 
+    def flush(self) -> None:
+        """Queue the protocol's flush (the task goes on)."""
+        self.protocol.flush()
+
     def finish(self) -> None:
         self.protocol.finish()
 

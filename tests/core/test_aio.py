@@ -170,7 +170,7 @@ async def test_cancel_from_another_task_ends_a_blocked_iteration() -> None:
         assert received == []
 
 
-async def test_flush_ends_a_task_and_the_next_follows_in_order(server) -> None:
+async def test_flush_keeps_one_task_and_words_continue(server) -> None:
     async with synth_for(server) as synth:
         stream = synth.stream()
         stream.push_text("First part without an end")
@@ -178,14 +178,13 @@ async def test_flush_ends_a_task_and_the_next_follows_in_order(server) -> None:
         stream.push_text(" and a second part.")
         await stream.finish()
         audio, words, done = await collect(stream)
-    spoken = spoken_tasks(server)
-    assert len(done) == 2 and len(spoken) == 2
-    tags = [t.tag for t in spoken]
-    n0 = spoken[0].audio_bytes_sent
-    assert tags_of(audio[:n0]) == {tags[0]} and tags_of(audio[n0:]) == {tags[1]}
+    (task,) = spoken_tasks(server)
+    assert len(done) == 1 and task.flushes == 1
+    assert task.sentences == ["First part without an end", "and a second part."]
+    assert tags_of(audio) == {task.tag}
     starts = [w.start for w in words]
     assert starts == sorted(starts)
-    assert words[5].start >= n0 / 48000 - 1e-6  # second task's words placed after the first's audio
+    assert words[5].start >= 5 * 0.25 - 1e-6  # the second unit's words follow the first's audio
     assert words[5].char_start == len("First part without an end") + 1
 
 

@@ -6,34 +6,65 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import replace
-from typing import TYPE_CHECKING, Union
+from typing import Any, Protocol, Union
 
 from websockets.exceptions import ConnectionClosed
 
+from ..clauses import FirstClause
 from ..errors import (
     ClientTimeoutError,
     ConnectionLostError,
     CosyVoiceError,
+    InstructionError,
     InvalidParameterError,
+    ServerError,
+    SSMLError,
     TaskCancelledError,
+    TextLimitError,
+    VoiceModelMismatchError,
 )
 from ..events import StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
 from ..options import SynthesisOptions
 from ..protocol import TaskState, check_fragment
 from ..redact import server_text
 from ..session import TaskSession
-from ..text import billable_characters
+from ..text import billable_characters, is_ssml
 from ..timestamps import WordTiming
 from .connection import Connection, Timeouts, connection_lost, framing_error
-
-if TYPE_CHECKING:
-    from .synthesizer import AsyncSynthesizer
+from .pool import ConnectionPool
 
 logger = logging.getLogger("cosyvoice_stream")
 
 _QueueItem = Union[StreamEvent, CosyVoiceError, None]  # noqa: UP007  # None: the task ended without audio
+#: One entry of a task's text log: (text, pushed_at); a text of None is a flush.
+_Entry = tuple[Union[str, None], float]  # noqa: UP007
+
+
+class StreamHost(Protocol):
+    """What a stream needs of its synthesizer (``AsyncSynthesizer`` is one).
+
+    Declared here so this module does not import the synthesizer module,
+    which imports this one.
+    """
+
+    pool: ConnectionPool
+    timeouts: Timeouts
+    #: False once a server failed a task in answer to a flush: no more flushes are sent.
+    flush_supported: bool
+    #: True once ``aclose()`` ran: no stream may start a task.
+    _closed: bool
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
+
+    def _new_session(
+        self, options: SynthesisOptions, output_rate: int, *, ssml: bool = False
+    ) -> TaskSession: ...
+
+    async def _recycle(self, conn: Connection) -> None: ...
+
+    def _flush_rejected(self, error: CosyVoiceError) -> None: ...
 
 
 class _TaskRun:
@@ -41,7 +72,7 @@ class _TaskRun:
 
     def __init__(
         self,
-        synth: AsyncSynthesizer,
+        synth: StreamHost,
         options: SynthesisOptions,
         output_rate: int,
         ssml: bool,
@@ -58,14 +89,15 @@ class _TaskRun:
         self.ssml = ssml
         self.text_offset = text_offset  # characters of the stream's text before this task
         self.queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
-        self.pending: list[tuple[str, float]] = []  # text pushed before the session exists
-        self.pushed: list[tuple[str, float]] = []  # all text, replayed if a stale connection is retried
+        self.pending: list[_Entry] = []  # text and flushes before the session exists
+        self.pushed: list[_Entry] = []  # all text and flushes, replayed if the task is retried
         self.delivered = False
         self.reused = False
         self.billed: int | None = None  # the service's figure, once the task completed
         self.characters = 0
         self.messages = 0
         self.has_text = False
+        self.unflushed = False  # text pushed since the last flush
         self.finish_requested = False
         self.cancelled = False
         self.session: TaskSession | None = None
@@ -94,6 +126,7 @@ class _TaskRun:
         self.characters += billable_characters(text)
         self.messages += len(pieces)
         self.has_text = True
+        self.unflushed = True
         now = time.monotonic()
         self.pushed.append((text, now))
         if self.session is not None:
@@ -103,6 +136,33 @@ class _TaskRun:
             self._send_wake.set()
         else:
             self.pending.append((text, now))
+
+    def flush(self) -> None:
+        """Have the server synthesize what it holds; nothing is sent when it holds nothing new."""
+        if self.ssml or not self.unflushed or self.finish_requested or not self.synth.flush_supported:
+            return  # an SSML task takes exactly one message: its document
+        self.unflushed = False
+        now = time.monotonic()
+        self.pushed.append((None, now))
+        if self.session is not None:
+            if self.session.error is not None:
+                raise self.session.error
+            self._send_flush(self.session)
+            self._send_wake.set()
+        else:
+            self.pending.append((None, now))
+
+    def _send_flush(self, session: TaskSession) -> None:
+        if self.synth.flush_supported and session.protocol.state in (TaskState.STARTING, TaskState.STARTED):
+            session.flush()
+
+    def _replay(self, session: TaskSession) -> None:
+        for text, pushed_at in self.pending:
+            if text is None:
+                self._send_flush(session)
+            else:
+                session.send_text(text, pushed_at)
+        self.pending = []
 
     def finish(self) -> None:
         self.finish_requested = True
@@ -130,9 +190,28 @@ class _TaskRun:
     #: A pooled connection that died while idle is replaced this many times.
     STALE_RETRIES = 2
 
+    def _rejects_flush(self, error: CosyVoiceError) -> bool:
+        """True when ``error`` is the server failing the task in answer to a flush.
+
+        A flush was sent and nothing of the task's output (a result event or
+        audio) came since; the error is the kind a server that does not know
+        the message answers with (not a timeout, throttling, credentials or a
+        voice/model refusal).
+        """
+        if self.session is None or not self.session.protocol.flush_outstanding or self.cancelled:
+            return False
+        if type(error) is ServerError:
+            return True
+        return (
+            isinstance(error, InvalidParameterError)
+            and not error.permanent
+            and not any(isinstance(error, cls) for cls in _NOT_ABOUT_FLUSH)
+        )
+
     async def _run(self) -> None:
         try:
-            attempt = 0
+            stale_retries = 0
+            flush_retried = False
             while True:
                 try:
                     await self._run_task()
@@ -145,12 +224,21 @@ class _TaskRun:
                     self._restart()
                 except (ConnectionClosed, OSError):
                     malformed = self.conn is not None and framing_error(self.conn.ws) is not None
-                    if malformed or not self.reused or self.delivered or attempt == self.STALE_RETRIES:
+                    if malformed or not self.reused or self.delivered or stale_retries == self.STALE_RETRIES:
                         raise
-                    attempt += 1
+                    stale_retries += 1
                     # The pooled connection died while idle and nothing reached the
                     # caller yet: replay the task on another connection.
                     logger.debug("pooled connection was dead; retrying the task on another")
+                    self._restart()
+                except CosyVoiceError as error:
+                    if flush_retried or not self._rejects_flush(error):
+                        raise
+                    flush_retried = True
+                    self.synth._flush_rejected(error)
+                    if self.delivered:
+                        raise
+                    # Nothing reached the caller: say the utterance again, without flushes.
                     self._restart()
         except asyncio.CancelledError:
             if not self.cancelled:  # not the stream's cancel(): the synthesizer was closed
@@ -227,9 +315,7 @@ class _TaskRun:
             )
             session.start()
         self.session = session
-        for text, pushed_at in self.pending:
-            session.send_text(text, pushed_at)
-        self.pending = []
+        self._replay(session)
         writer = asyncio.ensure_future(self._writer(conn, session))
         try:
             finished = await self._reader(conn, session)
@@ -414,15 +500,31 @@ class _Reprime(Exception):
     """The primed task's text window is running out before any text came."""
 
 
+#: Failures that say something other than "this server does not take flush".
+_NOT_ABOUT_FLUSH: tuple[type[CosyVoiceError], ...] = (
+    VoiceModelMismatchError,
+    InstructionError,
+    TextLimitError,
+    SSMLError,
+)
+
+
 class SynthesisStream:
     """One utterance: push text as it comes, iterate audio and word events.
 
     ``push_text`` takes fragments of any size (LLM tokens); the server
     segments sentences. ``flush()`` has everything pushed so far synthesized
-    without waiting for more text (it ends the current task; later text goes
-    to a new task whose audio follows). ``finish()`` says no more text comes;
-    iteration ends after the last audio. ``cancel()`` stops at once: after it
-    returns, not one more event is delivered.
+    without waiting for more text: the protocol's flush, in the same task on
+    the same connection, however often it is called. ``finish()`` says no
+    more text comes; iteration ends after the last audio. ``cancel()`` stops
+    at once: after it returns, not one more event is delivered.
+
+    ``early_flush``: flush once, at the end of the first clause of the text
+    (``cosyvoice_stream.clauses``) once it holds ``early_flush_min_characters``
+    billable characters, so the first audio does not wait for the first
+    sentence to end. A server that fails the task in answer to a flush turns
+    flushing off for the synthesizer; the utterance is then said again
+    without it when nothing was delivered yet.
 
     Each task ends with a ``SynthesisComplete`` carrying its metrics; word
     times are seconds from the start of the stream's audio and character
@@ -431,12 +533,14 @@ class SynthesisStream:
 
     def __init__(
         self,
-        synth: AsyncSynthesizer,
+        synth: StreamHost,
         options: SynthesisOptions,
         output_rate: int,
         *,
         ssml: bool = False,
         timeouts: Timeouts | None = None,
+        early_flush: bool = False,
+        early_flush_min_characters: int | None = None,
     ) -> None:
         self._synth = synth
         self._timeouts = timeouts
@@ -454,6 +558,13 @@ class SynthesisStream:
         self._changed = asyncio.Event()
         self._closed_error: CosyVoiceError | None = None
         self.metrics: list[TaskMetrics] = []
+        self._first_clause: FirstClause | None = None
+        if early_flush and not ssml:
+            self._first_clause = (
+                FirstClause()
+                if early_flush_min_characters is None
+                else FirstClause(early_flush_min_characters)
+            )
         self._new_run()  # connect and start the task now, while text is on its way
 
     def _new_run(self) -> _TaskRun:
@@ -508,17 +619,41 @@ class SynthesisStream:
         run = self._current or self._new_run()
         if self._held_space:
             text = self._held_space + text
-        run.push(text)
+        clause = self._first_clause
+        cut = None
+        if clause is not None and self._synth.flush_supported:
+            # The whole fragment is checked before it is looked into, or split.
+            check_fragment(text, ssml=self._ssml, characters_sent=run.characters, messages_sent=run.messages)
+            cut = clause.feed(text)
+        if cut is not None:
+            # The flush goes after the whitespace that follows the clause mark.
+            while cut < len(text) and text[cut].isspace():
+                cut += 1
+            if is_ssml(text[cut:]):
+                cut = len(text)  # a piece must never start like an SSML document: flush after it
+        if cut is None:
+            run.push(text)
+        else:
+            # The first clause is complete: send it, flush, then the rest of the fragment.
+            if cut:
+                run.push(text[:cut])
+            run.flush()
+            if cut < len(text):
+                run.push(text[cut:])
         self._held_space = ""
         self._text_length += len(text)
 
     def flush(self) -> None:
-        """Synthesize everything pushed so far now, without waiting for more text."""
+        """Synthesize everything pushed so far now, without waiting for more text.
+
+        The protocol's flush: the task goes on, on the same connection. Nothing
+        is sent when nothing was pushed since the last flush, or when the
+        server failed a task in answer to a flush (then audio waits for the
+        sentence end, as with a server that ignores flushes).
+        """
         self._check_open("flush()")
-        if self._current is not None and self._current.has_text:
-            self._current.finish()
-            self._current = None
-            self._changed.set()
+        if self._current is not None:
+            self._current.flush()
 
     async def finish(self) -> None:
         """No more text: the service synthesizes what it holds, then the stream ends."""

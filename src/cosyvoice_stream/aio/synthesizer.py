@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapp
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..clauses import DEFAULT_MIN_CHARACTERS
 from ..endpoint import Credentials, TokenProvider, resolve_url
 from ..errors import CosyVoiceError, InvalidParameterError
 from ..events import AudioChunk, StreamEvent, SynthesisComplete, TaskMetrics, WordTimestamps
@@ -57,6 +58,12 @@ class AsyncSynthesizer:
 
     ``prestart``: after each task, and on ``prewarm()``, start the next task
     on the warm connection so the run-task round trip is off the latency path.
+
+    ``early_flush``: each ``stream()`` flushes once at the end of its first
+    clause (``,`` ``;`` ``:`` ``—`` ``，`` ``、`` ... or a sentence end, once the
+    text holds ``early_flush_min_characters`` billable characters), so first
+    audio does not wait for the first sentence to end. Whole texts
+    (``synthesize()``) are never flushed early: the server has them at once.
     """
 
     def __init__(
@@ -87,6 +94,8 @@ class AsyncSynthesizer:
         prestart: bool = True,
         max_idle_connections: int = 4,
         keep_warm: int = 1,
+        early_flush: bool = True,
+        early_flush_min_characters: int = DEFAULT_MIN_CHARACTERS,
     ) -> None:
         self.output_rate = sample_rate
         self.options = SynthesisOptions(
@@ -120,10 +129,25 @@ class AsyncSynthesizer:
                 raise InvalidParameterError(
                     f"{name}={value!r} is invalid: expected an int in [0, 1000]", parameter=name
                 )
-        if not isinstance(prestart, bool):
+        for flag, given in (("prestart", prestart), ("early_flush", early_flush)):
+            if not isinstance(given, bool):
+                raise InvalidParameterError(
+                    f"{flag}={given!r} is invalid: expected True or False", parameter=flag
+                )
+        if (
+            isinstance(early_flush_min_characters, bool)
+            or not isinstance(early_flush_min_characters, int)
+            or not 0 <= early_flush_min_characters <= 2000
+        ):
             raise InvalidParameterError(
-                f"prestart={prestart!r} is invalid: expected True or False", parameter="prestart"
+                f"early_flush_min_characters={early_flush_min_characters!r} is invalid:"
+                " expected an int in [0, 2000]",
+                parameter="early_flush_min_characters",
             )
+        self.early_flush = early_flush
+        self.early_flush_min_characters = early_flush_min_characters
+        #: False once a server failed a task in answer to a flush (see ``stream()``).
+        self.flush_supported = True
         self.timeouts = timeouts or Timeouts()
         self.prestart = prestart
         self.pool = ConnectionPool(
@@ -141,6 +165,16 @@ class AsyncSynthesizer:
         self._listeners: list[ConnectionListener] = []
         self._prewarming: asyncio.Task[None] | None = None
         self._streams: weakref.WeakSet[SynthesisStream] = weakref.WeakSet()
+
+    def _flush_rejected(self, error: CosyVoiceError) -> None:
+        """A server failed a task in answer to a flush: stop flushing, say so once."""
+        if self.flush_supported:
+            self.flush_supported = False
+            logger.warning(
+                "the server failed a task in answer to a flush (%s); flushes are off for this"
+                " synthesizer, and the utterance is retried without them if none of it was delivered",
+                error.code or type(error).__name__,
+            )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a stream's task, tracked so ``aclose()`` can end it."""
@@ -288,6 +322,7 @@ class AsyncSynthesizer:
         options: SynthesisOptions | None = None,
         ssml: bool = False,
         timeouts: Timeouts | None = None,
+        early_flush: bool | None = None,
         **overrides: Any,
     ) -> SynthesisStream:
         """A new utterance with streaming text input.
@@ -298,12 +333,21 @@ class AsyncSynthesizer:
         push of one ``<speak>`` document (at most 2,000 characters).
         ``timeouts`` replaces the synthesizer's deadlines for this utterance, and
         its ``connect`` then also bounds the whole wait for a connection
-        (pooled, being opened, or new).
+        (pooled, being opened, or new). ``early_flush``: this stream's choice
+        (default: the synthesizer's).
         """
         self._check_open()
         resolved, output_rate = self._options_for(overrides, options)
         return self._track(
-            SynthesisStream(self, resolved, output_rate, ssml=ssml, timeouts=_check_timeouts(timeouts))
+            SynthesisStream(
+                self,
+                resolved,
+                output_rate,
+                ssml=ssml,
+                timeouts=_check_timeouts(timeouts),
+                early_flush=self.early_flush if early_flush is None else early_flush,
+                early_flush_min_characters=self.early_flush_min_characters,
+            )
         )
 
     def _track(self, stream: SynthesisStream) -> SynthesisStream:

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from .config import ENGINES, WORD_TIME_ORIGINS, WORDS_PLACEMENTS, ServerConfig
+from .config import ENGINES, FLUSH_MODES, WORD_TIME_ORIGINS, WORDS_PLACEMENTS, ServerConfig
 
 API_KEYS_ENV = "COSYVOICE_SERVER_API_KEYS"
 
@@ -97,6 +97,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-enrollment", action="store_true", help="do not serve the voice cloning HTTP API"
     )
+    parser.add_argument(
+        "--flush",
+        choices=FLUSH_MODES,
+        default=defaults.flush,
+        help="what a flush message does: honour it, ignore it, or reject it (task-failed)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
 
 
@@ -122,6 +128,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         tone_gap_ms=args.tone_gap_ms,
         enrollment=not args.no_enrollment,
         enrollment_port=args.enrollment_port,
+        flush=args.flush,
     )
 
 

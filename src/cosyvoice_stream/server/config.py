@@ -10,6 +10,8 @@ EngineName = Literal["tone", "espeak"]
 WordsPlacement = Literal["sentence-end", "task-finished", "task-finished-flat", "both"]
 WordTimeOrigin = Literal["task", "sentence"]
 TaskState = Literal["started", "finished", "failed", "aborted"]
+FlushMode = Literal["honour", "ignore", "reject"]
+FLUSH_MODES: tuple[str, ...] = ("honour", "ignore", "reject")
 
 ENGINES: tuple[str, ...] = ("tone", "espeak")
 #: ``task-finished``: one ``output.sentences`` entry per sentence; ``task-finished-flat``:
@@ -34,6 +36,10 @@ class ServerConfig:
     ``text_timeout_s`` / ``idle_timeout_s``: the service's 23 s and 60 s.
     ``max_ended_task_ids``: how many ended task ids one connection remembers
     (to ignore stragglers of tasks that ended); the oldest are forgotten.
+    ``flush``: what a flush (continue-task with ``input.flush``) does:
+    ``"honour"`` synthesizes the held text as its own unit, ``"ignore"`` drops
+    the message (a server without flush), ``"reject"`` fails the task
+    (``InvalidParameter``), as a server that refuses the message would.
     """
 
     engine: EngineName = "tone"
@@ -60,6 +66,7 @@ class ServerConfig:
     #: Port of the voice cloning HTTP API on ``host`` (0: a free port).
     enrollment_port: int = 0
     max_ended_task_ids: int = 256
+    flush: FlushMode = "honour"
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -74,6 +81,8 @@ class ServerConfig:
                 f"word_time_origin={self.word_time_origin!r} is invalid:"
                 f" expected one of {', '.join(WORD_TIME_ORIGINS)}"
             )
+        if self.flush not in FLUSH_MODES:
+            raise ValueError(f"flush={self.flush!r} is invalid: expected one of {', '.join(FLUSH_MODES)}")
         if not isinstance(self.api_keys, frozenset):
             keys: Any = self.api_keys
             if isinstance(keys, str):
@@ -144,3 +153,5 @@ class TaskRecord:
     error_message: str | None = None
     characters: int = 0
     finish_received: bool = False
+    #: Flush messages received (whatever ``ServerConfig.flush`` made of them).
+    flushes: int = 0

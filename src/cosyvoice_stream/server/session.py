@@ -40,6 +40,7 @@ TIMEOUT_MESSAGE = "request timeout after 23 seconds"
 SSML_NOT_SUPPORTED = "SSML text is not supported at the moment!"
 SSML_LIMIT = "Text request limit violated, expected 1."
 EMPTY_TEXT = "Please ensure input text is valid."
+FLUSH_REJECTED = "input.flush is not supported"
 _TOP_LEVEL_FIELDS = frozenset({"header", "payload"})
 
 
@@ -401,8 +402,13 @@ class Connection:
         if task.finishing:
             return
         self._arm_text(task)
-        if data.get("flush") is True and not task.ssml:
-            self._enqueue_pieces(task, task.segmenter.flush())
+        if data.get("flush") is True:
+            task.record.flushes += 1
+            if self.config.flush == "reject":
+                raise invalid(FLUSH_REJECTED)
+            if self.config.flush == "honour" and not task.ssml:
+                # What the server holds becomes a unit of its own, synthesized now.
+                self._enqueue_pieces(task, task.segmenter.flush())
         text = data.get("text")
         if text is None:
             return
@@ -538,8 +544,11 @@ class Connection:
                 base = item.at + config.first_packet_delay_ms / 1000.0
                 paced_ms = 0.0
                 first = False
-            elif idle:  # synthesis restarts when the sentence became complete
-                base = item.at
+            elif idle:
+                # Nothing was left to say: synthesis of this unit (a sentence, or a
+                # flushed clause) starts from scratch when it became complete, and
+                # pays the model's first-packet time again.
+                base = item.at + config.first_packet_delay_ms / 1000.0
                 paced_ms = 0.0
             paced_ms = await self._send_sentence(task, item.sentence, synthesis, base, paced_ms)
 

@@ -76,6 +76,8 @@ class TTS(tts.TTS):
             passed to ``cosyvoice_stream.AsyncSynthesizer``. A stream's
             ``conn_options.timeout`` also bounds ``timeouts.connect``, ``start``,
             ``first_audio`` and ``idle`` for that stream, as LiveKit expects.
+        early_flush: flush the first clause of each stream (``,`` ``;`` ``:`` ...)
+            so its audio does not wait for the first sentence end (default True).
 
     Every parameter is validated here, before any connection, with an error
     that names it (``ValueError``); a missing API key is an ``AuthenticationError``.
@@ -102,6 +104,7 @@ class TTS(tts.TTS):
         additional_params: Mapping[str, Any] | None = None,
         timeouts: Timeouts | None = None,
         prestart: bool = True,
+        early_flush: bool = True,
     ) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(
@@ -129,6 +132,7 @@ class TTS(tts.TTS):
             additional_params=additional_params,
             timeouts=timeouts,
             prestart=prestart,
+            early_flush=early_flush,
         )
         self._streams: weakref.WeakSet[SynthesizeStream] = weakref.WeakSet()
 
@@ -269,9 +273,10 @@ class SynthesizeStream(tts.SynthesizeStream):
 
     The CosyVoice task starts when the stream is created (connection and
     run-task overlap with waiting for the first token). Pushed text goes to
-    the service as it comes (the service segments sentences); a flush ends
-    the current task so what was pushed is synthesized now. (livekit-agents
-    1.8.9 itself drops text pushed after a flush: one stream, one segment.)
+    the service as it comes (the service segments sentences); a flush is the
+    core's flush: what was pushed is synthesized now, in the same task.
+    (livekit-agents 1.8.9 itself drops text pushed after a flush: one stream,
+    one segment.)
     """
 
     def __init__(self, *, tts: TTS, conn_options: APIConnectOptions) -> None:
