@@ -2,9 +2,11 @@
 
 Three ways the SDK document uses ``SpeechSynthesizer``: a blocking call that
 returns the audio, a call that streams through a callback, and bidirectional
-streaming of text fragments (as an LLM produces them). Runs against the
+streaming of text fragments (as an LLM produces them); then the SDK's object
+pool with a flush and an interruption (``streaming_cancel``). Runs against the
 embedded server (eSpeak NG) unless DASHSCOPE_API_KEY is set, then against the
-cloud. Writes sdk_call.mp3, sdk_callback.mp3 and sdk_streaming.wav.
+cloud. Writes sdk_call.mp3, sdk_callback.mp3, sdk_streaming.wav and
+sdk_interrupted.mp3.
 
     python examples/sdk_style.py [--out-dir .]
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 import cosyvoice_stream.sync as dashscope  # the SDK's module settings: api_key, base_websocket_api_url
 from cosyvoice_stream import CosyVoiceError
 from cosyvoice_stream.audio import wav_bytes
-from cosyvoice_stream.sync import AudioFormat, ResultCallback, SpeechSynthesizer
+from cosyvoice_stream.sync import AudioFormat, ResultCallback, SpeechSynthesizer, SpeechSynthesizerObjectPool
 
 MODEL = "cosyvoice-v3-flash"
 VOICE = "longanyang"
@@ -59,6 +61,7 @@ class FileCallback(ResultCallback):
         self.audio = bytearray()
         self.characters = 0
         self.done = threading.Event()
+        self.first_audio = threading.Event()
 
     def on_open(self) -> None:
         print("  connection established")
@@ -69,6 +72,7 @@ class FileCallback(ResultCallback):
 
     def on_data(self, data: bytes) -> None:
         self.audio += data
+        self.first_audio.set()
 
     def on_complete(self) -> None:
         print(f"  complete: {len(self.audio)} bytes, {self.characters} billable characters")
@@ -111,6 +115,20 @@ def main(out_dir: Path) -> None:
     (out_dir / "sdk_streaming.pcm").unlink()
     (out_dir / "sdk_streaming.wav").write_bytes(wav_bytes(pcm, 22050))
     print(f"  first packet after {synthesizer.get_first_package_delay():.0f} ms")
+
+    print("object pool, flush and interruption:")
+    pool = SpeechSynthesizerObjectPool(max_size=1)  # connects now, ahead of the first request
+    try:
+        callback = FileCallback(out_dir / "sdk_interrupted.mp3")
+        synthesizer = pool.borrow_synthesizer(MODEL, VOICE, callback=callback)
+        synthesizer.streaming_call("An answer the language model is still writing, and")
+        synthesizer.streaming_flush()  # speak what is there now, without ending the task
+        callback.first_audio.wait(60)
+        synthesizer.streaming_cancel()  # the user interrupted: on_complete and on_close ran, no stale audio
+        print("  interrupted after the first audio")
+        pool.return_synthesizer(synthesizer)  # its clean connection serves the next borrower
+    finally:
+        pool.shutdown()
 
     print("errors are exceptions (no partial audio):")
     try:

@@ -105,7 +105,25 @@ class TaskFinished:
 
 @dataclass(frozen=True)
 class TaskFailed:
+    """The task failed: ``error`` is the mapped exception.
+
+    For a task-failed event of the server, ``raw`` is the message as received
+    and ``error_code`` / ``error_message`` its fields (the SDK hands the raw
+    message to ``on_error`` and builds ``RequestFailure`` from the fields);
+    they are None for failures the client detected itself.
+    """
+
     error: CosyVoiceError
+    raw: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultGenerated:
+    """A result-generated event of this task, as received (the SDK's ``on_event`` message)."""
+
+    raw: str
 
 
 ProtocolEvent = (
@@ -117,6 +135,7 @@ ProtocolEvent = (
     | UsageUpdated
     | TaskFinished
     | TaskFailed
+    | ResultGenerated
 )
 
 
@@ -245,6 +264,22 @@ def error_from_task_failed(code: object, message: object, task_id: str | None = 
     else:
         cls = ServerError
     return cls(text, code=code, task_id=task_id)
+
+
+def failure_message(task_id: str, code: str, message: str) -> str:
+    """A task-failed message, as the server would send it, for a failure the client detected.
+
+    The SDK's ``on_error`` receives the server's task-failed text; a client-side
+    failure (connection lost, timeout) is reported in the same shape.
+    """
+    header = {
+        "task_id": task_id,
+        "event": "task-failed",
+        "error_code": code,
+        "error_message": message,
+        "attributes": {},
+    }
+    return json.dumps({"header": header, "payload": {}}, ensure_ascii=False)
 
 
 def _as_int(value: Any) -> int | None:
@@ -426,6 +461,18 @@ class TaskProtocol:
         else:
             self._outbox.append(msg)
 
+    def cancel(self) -> None:
+        """Queue the cancel directive: finish-task whose ``input.directive`` is ``"cancel"``.
+
+        The server stops synthesizing and ends the task with task-finished;
+        audio it sent before that still arrives (the caller drops it).
+        Allowed while the task runs or is finishing (a second finish-task).
+        """
+        if self.state not in (TaskState.STARTED, TaskState.FINISHING):
+            raise ProtocolError(f"cancel() in state {self.state.value}", task_id=self.task_id)
+        self._outbox.append(_message("finish-task", self.task_id, {"input": {"directive": "cancel"}}))
+        self.state = TaskState.FINISHING
+
     def finish(self) -> None:
         """Queue finish-task: no more text; the server synthesizes what it buffered."""
         # finish-task synthesizes everything too: a flush still queued just before it says nothing more.
@@ -478,6 +525,15 @@ class TaskProtocol:
         return [AudioReceived(bytes(data))]
 
     def receive_text(self, data: str | bytes) -> list[ProtocolEvent]:
+        """Events of one text message (``ResultGenerated`` left out: see ``receive_message``)."""
+        return [e for e in self.receive_message(data) if not isinstance(e, ResultGenerated)]
+
+    def receive_message(self, data: str | bytes) -> list[ProtocolEvent]:
+        """Every event of one text message, ``ResultGenerated`` (the raw message) included.
+
+        Empty when the message is not progress of this task: another task's
+        event, or an event this protocol does not know.
+        """
         try:
             message = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -504,12 +560,19 @@ class TaskProtocol:
         if event == "task-started":
             return self._on_started()
         if event == "task-failed":
-            error = error_from_task_failed(
-                header.get("error_code"), header.get("error_message"), self.task_id
-            )
+            code, text = header.get("error_code"), header.get("error_message")
+            error = error_from_task_failed(code, text, self.task_id)
             self.state = TaskState.FAILED
             self.error = error
-            return [TaskFailed(error)]
+            raw = data if isinstance(data, str) else data.decode("utf-8", "replace")
+            return [
+                TaskFailed(
+                    error,
+                    raw=raw,
+                    error_code=code if isinstance(code, str) else None,
+                    error_message=text if isinstance(text, str) else None,
+                )
+            ]
         if self.state not in (TaskState.STARTED, TaskState.FINISHING):
             if event in ("result-generated", "task-finished"):
                 return self._fail(
@@ -520,7 +583,8 @@ class TaskProtocol:
             return []
         try:
             if event == "result-generated":
-                return self._on_result(payload)
+                raw = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                return [ResultGenerated(raw), *self._on_result(payload)]
             if event == "task-finished":
                 return self._on_finished(header, payload)
         except ProtocolError as error:

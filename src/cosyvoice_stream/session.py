@@ -7,7 +7,7 @@ it returns the stream events the caller sees.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .audio import PcmConverter, pcm_duration
 from .errors import CosyVoiceError, ProtocolError
@@ -26,6 +26,25 @@ from .protocol import (
     WordsReceived,
 )
 from .timestamps import WordTimeline
+
+
+@dataclass(frozen=True)
+class Received:
+    """What one frame from the server meant.
+
+    ``protocol_events``: the protocol's typed events (raw messages where the
+    SDK's contract hands them on); empty when the frame is not progress of
+    this task (another task's event, an unknown event). ``stream_events``:
+    what the caller of a stream sees.
+    """
+
+    protocol_events: tuple[ProtocolEvent, ...]
+    stream_events: list[StreamEvent]
+
+    @property
+    def progress(self) -> bool:
+        """The frame moved this task on: only then may it re-arm a deadline."""
+        return bool(self.protocol_events)
 
 
 class TaskSession:
@@ -132,6 +151,14 @@ class TaskSession:
 
     def receive_bytes(self, data: bytes, now: float) -> list[StreamEvent]:
         return self._translate(self.protocol.receive_bytes(data), now)
+
+    def receive_frame(self, data: str | bytes, now: float, *, text: bool) -> Received:
+        """A text (``text=True``) or binary frame, with the protocol events behind it."""
+        if text:
+            events = self.protocol.receive_message(data)
+        else:
+            events = self.protocol.receive_bytes(data.encode() if isinstance(data, str) else data)
+        return Received(tuple(events), self._translate(events, now))
 
     def _translate(self, events: list[ProtocolEvent], now: float) -> list[StreamEvent]:
         out: list[StreamEvent] = []

@@ -173,7 +173,7 @@ async def test_stream_timeouts_bound_the_wait_for_the_server(server: EmbeddedSer
     server.add_fault(Fault(kind="stall", stage="before_started", seconds=1.5))
     async with AsyncSynthesizer(url=server.url, prestart=False) as synth:
         events = synth.synthesize("Hi.", timeouts=Timeouts(start=0.3))
-        with pytest.raises(ClientTimeoutError, match=r"within 0\.3 s while waiting for task-started"):
+        with pytest.raises(ClientTimeoutError, match=r"within 0\.3 s while waiting for the task to start"):
             await asyncio.wait_for(anext(events), 5)
         await events.aclose()
         with pytest.raises(InvalidParameterError, match="timeouts"):

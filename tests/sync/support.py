@@ -38,6 +38,16 @@ def join_new_threads(before: set[threading.Thread], timeout: float) -> list[str]
     return [t.name for t in new if t.is_alive()]
 
 
+def until(predicate: Any, what: str, timeout: float = STEP) -> None:
+    """A bounded poll of a condition that another thread (or the server) changes."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        pause.wait(0.01)
+
+
 class RecordingCallback(ResultCallback):
     """Records every callback, in order, with the thread it ran on."""
 

@@ -23,7 +23,7 @@ from cosyvoice_stream.sync import (
     SpeechSynthesizer,
 )
 
-from .support import KEY, MODEL, STEP, VOICE, RecordingCallback
+from .support import KEY, MODEL, STEP, VOICE, RecordingCallback, until
 
 PCM = AudioFormat.PCM_16000HZ_MONO_16BIT
 TEXT = "Hello there. This is a test of the synchronous API."
@@ -64,9 +64,17 @@ def test_star_import_exports_the_sdk_names() -> None:
         "AudioFormat",
         "ResultCallback",
         "SpeechSynthesizer",
+        "SpeechSynthesizerObjectPool",
         "VoiceEnrollmentException",
         "VoiceEnrollmentService",
     ]
+
+
+def test_all_has_every_name_of_the_sdks_tts_v2() -> None:
+    tts_v2 = pytest.importorskip("dashscope.audio.tts_v2")
+    assert sorted(sdk.__all__) == sorted(tts_v2.__all__)
+    for name in sdk.__all__:
+        assert getattr(sdk, name) is not None
 
 
 def test_audio_format_is_the_core_enum_with_every_seed_member() -> None:
@@ -222,7 +230,9 @@ def test_misuse_raises_invalid_task(server: ServerHandle) -> None:
     with pytest.raises(InvalidTaskError, match="already running"):
         synthesizer.call("Another text.")
     assert synthesizer.streaming_complete(MS)
-    synthesizer.streaming_cancel()  # nothing runs: nothing to do
+    with pytest.raises(InvalidTaskError, match="streaming_cancel"):
+        synthesizer.streaming_cancel()  # nothing runs: the SDK's InvalidTask
+    synthesizer.close()  # close() never raises
 
 
 def test_additional_params_are_validated_and_sent(server: ServerHandle) -> None:
@@ -317,11 +327,65 @@ def test_the_key_is_kept_out_of_the_websocket_trace(server: ServerHandle) -> Non
     assert KEY not in trace  # ...without the key
 
 
-def test_zero_or_negative_timeouts_mean_no_limit(server: ServerHandle) -> None:
+def test_zero_timeouts_mean_no_limit_and_negative_ones_are_refused(server: ServerHandle) -> None:
     synthesizer = synth(server)
     assert synthesizer.call("Hello.", timeout_millis=0)
-    assert synthesizer.call("Hello.", timeout_millis=-1)
+    with pytest.raises(InvalidParameterError, match="timeout_millis=-1"):
+        synthesizer.call("Hello.", timeout_millis=-1)
+    assert server.server.connections_opened == 1  # refused before connecting
     synthesizer.streaming_call("Hello.")
     assert synthesizer.streaming_complete(complete_timeout_millis=0)
     with pytest.raises(InvalidParameterError, match="timeout_millis"):
         synthesizer.call("Hello.", timeout_millis="soon")  # type: ignore[arg-type]
+
+
+def test_new_methods_refuse_misuse_clearly_and_leak_nothing(server: ServerHandle) -> None:
+    synthesizer = synth(server, callback=RecordingCallback())
+    for method in (
+        synthesizer.streaming_flush,
+        synthesizer.streaming_cancel,
+        synthesizer.async_streaming_complete,
+    ):
+        with pytest.raises(InvalidTaskError, match="without a running task"):
+            method()
+    synthesizer.streaming_call("Hello")
+    for name, call in (
+        ("complete_timeout_millis", lambda: synthesizer.streaming_cancel(complete_timeout_millis=-1)),
+        ("complete_timeout_millis", lambda: synthesizer.async_streaming_complete(complete_timeout_millis=-5)),
+        ("complete_timeout_millis", lambda: synthesizer.streaming_complete(complete_timeout_millis=-1)),
+        ("complete_timeout_millis", lambda: synthesizer.streaming_cancel(complete_timeout_millis="1s")),
+    ):
+        with pytest.raises(InvalidParameterError, match=name):
+            call()
+    synthesizer.async_streaming_complete()
+    with pytest.raises(InvalidTaskError, match="async_streaming_complete"):
+        synthesizer.streaming_flush()  # the task is ending: no more input
+    with pytest.raises(InvalidTaskError, match="async_streaming_complete"):
+        synthesizer.streaming_call("more")
+    run = synthesizer._run
+    assert run is not None and run.closed.wait(STEP)
+    with pytest.raises(InvalidTaskError):
+        synthesizer.streaming_cancel()  # over
+    assert server.server.connections_opened == 1  # misuse opened nothing
+    until(lambda: server.server.active_connections == 0, "the task's connection to close")
+
+
+def test_streaming_cancel_from_inside_a_callback(make_server: Any) -> None:
+    server = make_server(rtf=1.0)
+
+    class CancelOnFirstAudio(RecordingCallback):
+        synthesizer: SpeechSynthesizer
+
+        def on_data(self, data: bytes) -> None:
+            super().on_data(data)
+            if len(self.values("on_data")) == 1:
+                self.synthesizer.streaming_cancel()  # on the callback thread: must not deadlock
+
+    callback = CancelOnFirstAudio()
+    synthesizer = synth(server, callback=callback)
+    callback.synthesizer = synthesizer
+    synthesizer.streaming_call("A sentence long enough to need several frames of audio, and then some more.")
+    assert callback.closed.wait(STEP)
+    names = [name for name, _ in callback.calls]
+    after = names[names.index("on_data") + 1 :]
+    assert after == ["on_complete", "on_close"]  # nothing stale after the cancel

@@ -18,12 +18,18 @@ from cosyvoice_stream import (
     InvalidParameterError,
     ProtocolError,
     SSMLError,
-    TaskCancelledError,
     TextLimitError,
     VoiceModelMismatchError,
 )
 from cosyvoice_stream.server import Fault, ServerHandle
-from cosyvoice_stream.sync import AudioFormat, ErrorMessage, SpeechSynthesizer, Timeouts, WaitTimeoutError
+from cosyvoice_stream.sync import (
+    AudioFormat,
+    ErrorMessage,
+    InvalidTaskError,
+    SpeechSynthesizer,
+    Timeouts,
+    WaitTimeoutError,
+)
 
 from .support import KEY, MODEL, STEP, VOICE, FreezableProxy, RecordingCallback
 
@@ -262,13 +268,16 @@ def test_streaming_cancel_stops_callbacks_at_once(server: ServerHandle) -> None:
     synthesizer.streaming_cancel()
     assert callback.closed.is_set()  # on_close delivered before streaming_cancel returned
     calls = list(callback.calls)
-    assert calls[-1][0] == "on_close"
-    assert "on_complete" not in callback.names and "on_error" not in callback.names
+    assert [name for name, _ in calls[-2:]] == ["on_complete", "on_close"]  # as in the SDK
+    assert "on_error" not in callback.names
     run = synthesizer._run
     assert run is not None and run.done.wait(STEP)
     assert callback.calls == calls  # nothing after cancel
-    assert isinstance(synthesizer.get_last_error(), TaskCancelledError)
-    synthesizer.streaming_cancel()  # idempotent
+    assert synthesizer.get_last_error() is None  # a cancel is not a failure
+    (task,) = server.server.tasks
+    assert task.state == "aborted"  # the server was told (the cancel directive), not just hung up on
+    with pytest.raises(InvalidTaskError):
+        synthesizer.streaming_cancel()  # twice: the SDK's InvalidTask
 
 
 # -- bad parameters -----------------------------------------------------------------
@@ -354,3 +363,27 @@ def test_streaming_call_after_a_failure_raises_it(server: ServerHandle) -> None:
     with pytest.raises(VoiceModelMismatchError):
         synthesizer.streaming_complete(MS)
     assert synthesizer.call("Hello.")  # the synthesizer itself is fine: a new task works
+
+
+def test_request_failures_survive_pickling_and_copying() -> None:
+    import copy
+    import pickle
+
+    from cosyvoice_stream import ServerError
+    from cosyvoice_stream.sync import RequestFailure
+    from cosyvoice_stream.sync.errors import as_request_failure
+
+    error = as_request_failure(
+        ServerError("InternalError: boom", code="InternalError", task_id="t-1"),
+        name="InternalError",
+        message="boom",
+    )
+    for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert isinstance(clone, RequestFailure) and isinstance(clone, ServerError)
+        assert (clone.request_id, clone.name, clone.message, clone.http_code) == (
+            "t-1",
+            "InternalError",
+            "boom",
+            44,
+        )
+        assert str(clone) == str(error) and clone.retryable

@@ -25,6 +25,8 @@ def test_sdk_style_example(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "VoiceModelMismatchError" in result.stdout
+    assert "interrupted after the first audio" in result.stdout
+    assert (tmp_path / "sdk_interrupted.mp3").stat().st_size > 0
     assert (tmp_path / "sdk_call.mp3").stat().st_size > 1000
     assert (tmp_path / "sdk_callback.mp3").stat().st_size > 1000
     with wave.open(str(tmp_path / "sdk_streaming.wav")) as wav:

@@ -224,3 +224,19 @@ def test_word_timestamps(tmp_path: Path, server: ServerHandle) -> None:
     request_id, _ = metric(result.stdout)
     assert request_id == task.task_id
     assert_mp3(tmp_path / "output.mp3", task.audio_bytes_sent)
+
+
+def test_readme_claim_names_exactly_the_lines_that_change() -> None:
+    """The README's promise about SDK programs matches what these tests change in them."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    claim = readme[readme.index("synchronous API") : readme.index("embedded DashScope-compatible server")]
+    claim = " ".join(claim.split())
+    assert "one import line" not in claim
+    # Every line these tests change, and only those, is named there.
+    assert set(IMPORT_REWRITES) == {
+        "import dashscope",
+        "from dashscope.audio.tts_v2 import *",
+        "from dashscope.api_entities.dashscope_response import SpeechSynthesisResponse",
+    }
+    for named in ("`import dashscope`", "`from dashscope.audio.tts_v2 import *`", "`dashscope.api_entities`"):
+        assert named in claim, named

@@ -373,7 +373,7 @@ class _TaskRun:
         timeouts = self.timeouts
         protocol = session.protocol
         if protocol.state is TaskState.STARTING:
-            return timeouts.start, "task-started"
+            return timeouts.start, "the task to start"
         if not self.finish_requested:
             return timeouts.text, "server events while more text may come"
         if not self._audio_seen:

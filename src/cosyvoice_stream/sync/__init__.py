@@ -13,12 +13,15 @@ Module settings, read when a ``SpeechSynthesizer`` is created (like the SDK's
 - ``base_websocket_api_url``: used when no ``url=`` argument is given; else
   ``DASHSCOPE_WEBSOCKET_BASE_URL``, else the region settings, else Beijing.
 
+Task failures raise exceptions that are both the SDK's ``RequestFailure``
+(exported here: import it from here instead of ``dashscope.common.error``)
+and the mapped ``CosyVoiceError`` subclass.
+
 What differs from the SDK, on purpose: a refused key raises
-``AuthenticationError`` at once; a task-failed raises its mapped
-``CosyVoiceError`` (never partial audio) without a callback and goes to
-``on_error`` with one; a dead connection is found by pings and deadlines;
-callbacks run on their own thread so a slow callback never stalls the socket.
-See docs/sdk-api.md.
+``AuthenticationError`` at once; a task-failed raises its error (never
+partial audio) without a callback and goes to ``on_error`` with one; a dead
+connection is found by pings and deadlines; callbacks run on their own thread
+so a slow callback never stalls the socket. See docs/sdk-api.md.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from .callback import ErrorMessage as ErrorMessage
 from .callback import ResultCallback
 from .enrollment import VoiceEnrollmentException, VoiceEnrollmentService
 from .errors import InvalidTaskError as InvalidTaskError
+from .errors import RequestFailure as RequestFailure
 from .errors import WaitTimeoutError as WaitTimeoutError
+from .pool import SpeechSynthesizerObjectPool
 from .synthesizer import SpeechSynthesizer
 
 #: API key used by synthesizers created without ``api_key=`` (else ``DASHSCOPE_API_KEY``).
@@ -43,8 +48,10 @@ __all__ = [
     "AudioFormat",
     "ResultCallback",
     "SpeechSynthesizer",
+    "SpeechSynthesizerObjectPool",
     "VoiceEnrollmentException",
     "VoiceEnrollmentService",
 ]
-# ErrorMessage, InvalidTaskError, Timeouts and WaitTimeoutError are public too, but not
-# star-exported: the SDK's ``tts_v2`` star-exports only the names above (and its object pool).
+# Exactly the SDK's ``tts_v2.__all__``. ErrorMessage, InvalidTaskError, RequestFailure,
+# Timeouts and WaitTimeoutError are public too, but not star-exported: ``tts_v2`` does not
+# export them either.

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from ..errors import CosyVoiceError
+from ..protocol import failure_message
 
 
 class ResultCallback:
@@ -59,11 +58,4 @@ class ErrorMessage(str):
     @classmethod
     def from_error(cls, error: CosyVoiceError, task_id: str) -> ErrorMessage:
         """A task-failed-shaped message for an error found by the client."""
-        header = {
-            "task_id": task_id,
-            "event": "task-failed",
-            "error_code": error.code or type(error).__name__,
-            "error_message": error.message,
-            "attributes": {},
-        }
-        return cls(json.dumps({"header": header, "payload": {}}, ensure_ascii=False), error)
+        return cls(failure_message(task_id, error.code or type(error).__name__, error.message), error)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import selectors
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import websocket
 
 from ..aio.connection import USER_AGENT, Timeouts
 from ..endpoint import Credentials, resolve_url
@@ -20,7 +24,12 @@ from ..session import TaskSession
 from ..text import check_text
 from ._run import Liveness, TaskRun, open_websocket
 from .callback import ResultCallback
-from .errors import InvalidTaskError, WaitTimeoutError
+from .errors import InvalidTaskError, WaitTimeoutError, as_request_failure
+
+if TYPE_CHECKING:
+    from .pool import SpeechSynthesizerObjectPool
+
+logger = logging.getLogger("cosyvoice_stream.sync")
 
 #: ``additional_params`` keys (wire names) that are fields of ``SynthesisOptions``.
 #: They are validated like the constructor arguments; any other key is sent as is.
@@ -45,12 +54,47 @@ _CALLBACK_METHODS = ("on_open", "on_event", "on_data", "on_complete", "on_error"
 
 
 def _seconds(name: str, millis: object) -> float | None:
-    """A timeout in ms as seconds; None, 0 or a negative value mean no limit (as in the SDK)."""
+    """A timeout in ms as seconds; None or 0 mean no limit (as in the SDK).
+
+    A negative value is refused: the SDK reads it as "no limit", which is
+    never what a negative number in a program meant.
+    """
     if millis is None:
         return None
     if isinstance(millis, bool) or not isinstance(millis, (int, float)) or millis != millis:
         raise InvalidParameterError(f"{name}={millis!r} is invalid: expected milliseconds", parameter=name)
+    if millis < 0:
+        raise InvalidParameterError(
+            f"{name}={millis!r} is invalid: expected milliseconds >= 0 (0 or None: no limit)", parameter=name
+        )
     return millis / 1000 if millis > 0 else None
+
+
+def _usable(ws: websocket.WebSocket) -> bool:
+    """An idle connection that is still open and has nothing pending (a close, a stray frame)."""
+    sock = ws.sock
+    if not ws.connected or sock is None:
+        return False
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ)
+            return not selector.select(0)
+    except (OSError, ValueError):
+        return False
+
+
+def close_quietly(ws: websocket.WebSocket, timeout: float = 2.0) -> None:
+    """Close an idle connection politely (bounded), then drop it."""
+    try:
+        if ws.connected:
+            ws.close(timeout=timeout)
+    except Exception:  # closing is best effort
+        logger.debug("closing an idle connection failed", exc_info=True)
+    finally:
+        try:
+            ws.shutdown()
+        except Exception:
+            logger.debug("dropping an idle connection failed", exc_info=True)
 
 
 def _setting(name: str) -> Any:
@@ -234,7 +278,12 @@ class SpeechSynthesizer:
         self._lock = threading.Lock()
         self._run: TaskRun | None = None
         self._consumed = True  # the current run was ended by the caller (complete/cancel/call)
+        self._completing: TaskRun | None = None  # ended by async_streaming_complete(), still cancellable
         self._next_task_id = new_task_id()
+        # Set by SpeechSynthesizerObjectPool.borrow_synthesizer(): the pool it came from and a
+        # warm connection for its next task (a cleanly finished task leaves its connection here).
+        self._pool: SpeechSynthesizerObjectPool | None = None
+        self._warm: websocket.WebSocket | None = None
 
     @staticmethod
     def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -288,6 +337,32 @@ class SpeechSynthesizer:
         """The run the caller has not ended yet, if any."""
         return None if self._consumed else self._run
 
+    def _reclaim(self) -> None:
+        """Keep the connection of a cleanly finished pooled task for the next one."""
+        run = self._run
+        if run is not None and run.done.is_set() and run.reusable:
+            run.reusable = False
+            if self._warm is None and self._pool is not None:
+                self._warm = run.ws
+            else:
+                close_quietly(run.ws, self._timeouts.close)
+
+    def _connection(self, limit_at: float | None) -> tuple[websocket.WebSocket, bool]:
+        """A warm connection from the pool when there is one, else a new one; and whether reused."""
+        self._reclaim()
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            if _usable(warm):
+                return warm, True
+            close_quietly(warm, self._timeouts.close)
+        try:
+            ws = open_websocket(
+                self.url, self._handshake_headers(), self._timeouts, self._redact, limit_at=limit_at
+            )
+        except CosyVoiceError as error:
+            raise as_request_failure(error) from None
+        return ws, False
+
     def _start(self, *, ssml: bool, first_text: str, limit: float | None = None) -> TaskRun:
         """Connect, run-task, wait for task-started (start errors are raised here)."""
         check_fragment(first_text, ssml=ssml, characters_sent=0, messages_sent=0)  # before connecting
@@ -297,35 +372,46 @@ class SpeechSynthesizer:
                     "a task is already running on this synthesizer: end it with streaming_complete()"
                     " or streaming_cancel() first"
                 )
-            session = TaskSession(self._options, ssml=ssml, task_id=self._next_task_id)
             requested_at = time.monotonic()
-            ws = open_websocket(self.url, self._handshake_headers(), self._timeouts, self._redact)
-            self._next_task_id = new_task_id()
-            session.start_metrics(
-                requested_at=requested_at, connect_time=time.monotonic() - requested_at, reused=False
-            )
             deadline = requested_at + limit if limit is not None else None
-            run = TaskRun(
-                ws,
-                session,
-                callback=self.callback,
-                timeouts=self._timeouts,
-                liveness=self._liveness,
-                redact=self._redact,
-                requested_at=requested_at,
-                deadline=deadline,
-            )
-            self._run, self._consumed = run, False
-        run.start()
-        run.started.wait()  # bounded: the reader gives up after timeouts.start
-        if run.task_started:
-            if threading.current_thread() is not run.dispatcher:
-                run.opened.wait()  # on_open delivered before the first text, as in the SDK
-            return run
-        # The task never started: nothing was delivered to the callback, the caller is told here.
-        self._consumed = True
-        run.closed.wait()  # immediate: the reader has ended
-        raise run.error or TaskCancelledError("the task ended before it started", task_id=run.task_id)
+            # A pooled connection may have died while idle: then the task starts once more on a
+            # new one (nothing reached the caller yet).
+            for attempt in range(2):
+                session = TaskSession(self._options, ssml=ssml, task_id=self._next_task_id)
+                ws, reused = self._connection(deadline)
+                self._next_task_id = new_task_id()
+                session.start_metrics(
+                    requested_at=requested_at,
+                    connect_time=0.0 if reused else time.monotonic() - requested_at,
+                    reused=reused,
+                )
+                run = TaskRun(
+                    ws,
+                    session,
+                    callback=self.callback,
+                    timeouts=self._timeouts,
+                    liveness=self._liveness,
+                    redact=self._redact,
+                    requested_at=requested_at,
+                    deadline=deadline,
+                    keep_open=self._pool is not None,
+                )
+                self._run, self._consumed, self._completing = run, False, None
+                run.start()
+                run.started.wait()  # bounded: the reader gives up after timeouts.start
+                if run.task_started:
+                    break
+                # The task never started: nothing was delivered to the callback, the caller is told here.
+                self._consumed = True
+                run.closed.wait()  # immediate: the reader has ended
+                error = run.error or TaskCancelledError(
+                    "the task ended before it started", task_id=run.task_id
+                )
+                if not (reused and attempt == 0 and isinstance(error, ConnectionLostError)):
+                    raise error
+        if threading.current_thread() is not run.dispatcher:
+            run.opened.wait()  # on_open delivered before the first text, as in the SDK
+        return run
 
     def _wait(self, run: TaskRun, timeout: float | None, what: str) -> None:
         """Wait until every callback of ``run`` was delivered (or its outcome, without callback)."""
@@ -348,9 +434,9 @@ class SpeechSynthesizer:
         Without a callback: block until done and return the audio; a failure
         raises its ``CosyVoiceError`` (never partial audio). With a callback:
         return None once the text is sent; results go to the callback.
-        ``timeout_millis`` (None or 0: no limit) bounds the whole task, connection
-        included; running out is a ``WaitTimeoutError`` (raised, or given to
-        ``on_error``).
+        ``timeout_millis`` (None or 0: no limit) is a wall-clock bound on the
+        whole task, connection included; running out is a ``WaitTimeoutError``
+        (raised, or given to ``on_error``).
         """
         limit = _seconds("timeout_millis", timeout_millis)
         check_text(text)
@@ -366,8 +452,8 @@ class SpeechSynthesizer:
             # (on_error with a callback, run.error without).
             if self.callback is None:
                 self._wait(run, None, "call()")
-                raise run.error or ConnectionLostError(
-                    "the task ended before its text was sent", task_id=run.task_id
+                raise run.error or as_request_failure(
+                    ConnectionLostError("the task ended before its text was sent", task_id=run.task_id)
                 ) from None
         if self.callback is not None:
             return None
@@ -380,12 +466,28 @@ class SpeechSynthesizer:
         """Send a fragment of text; the first call starts the task (and waits for task-started).
 
         The server synthesizes complete sentences at once and holds the rest
-        until more text or ``streaming_complete()``.
+        until more text, ``streaming_flush()`` or ``streaming_complete()``.
         """
+        if self._completing is not None:
+            raise InvalidTaskError("streaming_call() after async_streaming_complete(): the task is ending")
         run = self._running()
         if run is None:
             run = self._start(ssml=self._enable_ssml, first_text=text)
         run.send_text(text)
+
+    def streaming_flush(self) -> None:
+        """Make the server synthesize the text it holds now, without ending the task.
+
+        Sends what the SDK sends (a continue-task with ``input.flush = true``);
+        the audio follows through the callback (or is collected) and more
+        ``streaming_call()`` may come. Only while a task runs.
+        """
+        if self._completing is not None:
+            raise InvalidTaskError("streaming_flush() after async_streaming_complete(): the task is ending")
+        run = self._running()
+        if run is None:
+            raise InvalidTaskError("streaming_flush() without a running task: call streaming_call() first")
+        run.flush()
 
     def streaming_complete(self, complete_timeout_millis: int | None = 600000) -> bytes | None:
         """No more text: wait until the task ends and every callback was delivered.
@@ -393,9 +495,14 @@ class SpeechSynthesizer:
         Without a callback a failure raises its ``CosyVoiceError`` and the
         audio is returned; with a callback the outcome went to
         ``on_complete``/``on_error`` and None is returned. A timeout (None or 0:
-        none) cancels the task and raises ``WaitTimeoutError``.
+        none) cancels the task and raises ``WaitTimeoutError``; after it only
+        ``on_close`` is still called.
         """
         timeout = _seconds("complete_timeout_millis", complete_timeout_millis)
+        if self._completing is not None:
+            raise InvalidTaskError(
+                "streaming_complete() after async_streaming_complete(): the task is ending"
+            )
         run = self._running()
         if run is None:
             raise InvalidTaskError("streaming_complete() without a running task: call streaming_call() first")
@@ -412,25 +519,79 @@ class SpeechSynthesizer:
             raise run.error
         return bytes(run.audio)
 
-    def streaming_cancel(self, complete_timeout_millis: int | None = 10000) -> None:
-        """Stop now: the connection is closed, audio not yet delivered is dropped.
+    def async_streaming_complete(self, complete_timeout_millis: int | None = 600000) -> None:
+        """No more text; return at once. ``on_complete`` (or ``on_error``), then ``on_close``, follow.
 
-        Once this returns no callback is called any more; ``on_close`` is
-        delivered (when ``on_open`` was) so resources opened there are released,
-        ``on_complete`` is not. Does nothing when no task is running.
+        ``complete_timeout_millis`` (None or 0: none) bounds the rest of the
+        task: running out cancels it and ``on_error`` receives a
+        ``WaitTimeoutError``. ``streaming_cancel()`` may still stop it.
+        """
+        timeout = _seconds("complete_timeout_millis", complete_timeout_millis)
+        if self._completing is not None:
+            raise InvalidTaskError("async_streaming_complete() was already called for this task")
+        run = self._running()
+        if run is None:
+            raise InvalidTaskError(
+                "async_streaming_complete() without a running task: call streaming_call() first"
+            )
+        self._consumed, self._completing = True, run
+        if timeout is not None:
+            with run.lock:
+                at = time.monotonic() + timeout
+                run.deadline = at if run.deadline is None else min(run.deadline, at)
+        if not run.done.is_set():
+            try:
+                run.finish()  # also wakes the reader, which picks up the new deadline
+            except CosyVoiceError:
+                pass  # the reader has or will have the outcome
+
+    def streaming_cancel(self, complete_timeout_millis: int | None = 10000) -> None:
+        """Stop the task now, as the SDK does: send the cancel directive and wait for the end.
+
+        From the call on no audio and no ``on_event`` is delivered; the task
+        ends with ``on_complete`` and ``on_close`` (``on_error`` only if the
+        server failed it). When the server has not ended the task within
+        ``complete_timeout_millis`` (None or 0: the reader's own deadlines), the
+        connection is cut instead. Raises ``InvalidTaskError`` when no task is
+        running (never started, already completed or cancelled).
         """
         timeout = _seconds("complete_timeout_millis", complete_timeout_millis)
         run = self._running()
+        if run is None and self._completing is not None and not self._completing.done.is_set():
+            run = self._completing
         if run is None:
-            return
-        self._consumed = True
-        run.cancel()
+            raise InvalidTaskError(
+                "streaming_cancel() without a running task: the task was not started, or has ended"
+            )
+        self._consumed, self._completing = True, None
+        started = time.monotonic()
+        run.cancel_directive()
+        if not run.done.wait(timeout):
+            logger.warning(
+                "the service did not end the cancelled task within %.0f ms; cutting the connection",
+                (timeout or 0) * 1000,
+            )
+            run.abort(TaskCancelledError("the task was cancelled", task_id=run.task_id))
+            run.done.wait(self._timeouts.close)  # the reader ends at once once the socket is cut
         if threading.current_thread() is not run.dispatcher:
-            run.closed.wait(timeout)
+            # on_complete and on_close are delivered before this returns (stale audio was dropped).
+            left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.0)
+            run.closed.wait(self._timeouts.close if left is None else max(left, self._timeouts.close))
 
     def close(self) -> None:
-        """Cancel the running task, if any (the SDK's ``close``)."""
-        self.streaming_cancel()
+        """Stop the running task, if any (the SDK's ``close``); never raises."""
+        run = self._running() or self._completing
+        if run is not None and not run.done.is_set():
+            self._consumed, self._completing = True, None
+            run.cancel()
+            if threading.current_thread() is not run.dispatcher:
+                run.closed.wait(self._timeouts.close)
+        self._reclaim()
+        warm, self._warm = self._warm, None
+        if warm is not None and self._pool is None:
+            close_quietly(warm, self._timeouts.close)
+        elif warm is not None:
+            self._warm = warm  # a pooled synthesizer's connection goes back with return_synthesizer()
 
     def get_last_request_id(self) -> str:
         """The task id of the last (or current, or next) task."""
