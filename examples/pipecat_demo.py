@@ -52,7 +52,7 @@ from cosyvoice_stream.server import EmbeddedServer
 
 GREETING = "Hi! I'm a Pipecat bot with a CosyVoice voice."
 REPLY = (
-    "CosyVoice streams speech while the reply is still being written. "
+    "Sure, CosyVoice streams speech while the reply is still being written. "
     "Every token goes straight to one synthesis task, and the words come back with timestamps."
 )
 TOKEN_INTERVAL_S = 0.02  # a brisk LLM: 50 tokens per second
@@ -74,7 +74,7 @@ class ScriptedLLM(FrameProcessor):
     def __init__(self, marks: list[float]) -> None:
         super().__init__()
         self._marks = marks  # when each utterance's first text left this processor
-        self.first_sentence_at: float | None = None  # when the reply's first sentence was complete
+        self.first_clause_at: float | None = None  # when the reply's first clause was complete
         self._task: asyncio.Task[None] | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -93,8 +93,8 @@ class ScriptedLLM(FrameProcessor):
                 self._marks.append(time.monotonic())
                 first = False
             await self.push_frame(LLMTextFrame(token))
-            if self.first_sentence_at is None and token.rstrip().endswith((".", "!", "?")):
-                self.first_sentence_at = time.monotonic()
+            if self.first_clause_at is None and token.rstrip().endswith((",", ".", "!", "?")):
+                self.first_clause_at = time.monotonic()
         await self.push_frame(LLMFullResponseEndFrame())
         await self.push_frame(EndWorkerFrame())  # the worker ends the pipeline after the queued frames
 
@@ -181,10 +181,10 @@ async def run_bot(url: str | None, out: str, sample_rate: int) -> int:
         if utterance.first_audio_at is not None:
             ttfa = (utterance.first_audio_at - utterance.first_text_at) * 1000
             print(f"utterance {n} ({kind}): first audio {ttfa:.0f} ms after its first text")
-            if n == 2 and llm.first_sentence_at is not None:
-                # CosyVoice starts a sentence once it is complete: the rest is the LLM's pace.
-                after = (utterance.first_audio_at - llm.first_sentence_at) * 1000
-                print(f"  ({after:.0f} ms after the first sentence was complete)")
+            if n == 2 and llm.first_clause_at is not None:
+                # The first clause is flushed early (early_flush): the rest is the LLM's pace.
+                after = (utterance.first_audio_at - llm.first_clause_at) * 1000
+                print(f"  ({after:.0f} ms after its first clause, 'Sure,', was complete)")
         if utterance.words:
             origin = utterance.words[0][1]
             timings = " ".join(f"{word}@{t - origin:.2f}s" for word, t in utterance.words)
