@@ -145,17 +145,20 @@ async def _llm(ws, task_id: str, period: float) -> float:
     return t_first - start
 
 
+async def _texts_bytes(ws) -> dict[str, int]:
+    """Audio bytes at 24 kHz of every text a scenario waits for, on this server."""
+    return {
+        "text": await _audio_bytes(ws, TEXT, 24000),
+        "long": await _audio_bytes(ws, LONG_TEXT, 24000),
+        "llm": await _audio_bytes(ws, LLM_TEXT, 24000),
+    }
+
+
 async def main() -> None:
     s = spec()
     if s.get("scenario") == "bytes":  # audio bytes of the texts at 24 kHz on this server
         ws = await _open(s["url"])
-        emit(
-            {
-                "text": await _audio_bytes(ws, TEXT, 24000),
-                "long": await _audio_bytes(ws, LONG_TEXT, 24000),
-                "llm": await _audio_bytes(ws, LLM_TEXT, 24000),
-            }
-        )
+        emit(await _texts_bytes(ws))
         await ws.close()
         return
     if s.get("scenario") == "llm":
@@ -183,10 +186,7 @@ async def main() -> None:
             t = await (_whole(ws, task_id) if mode == "whole" else _tokens(ws, task_id, period))
             if i:  # the first one warms the code paths
                 result[mode]["warm"].append(ms(t))
-    result["bytes"] = {
-        "text": await _audio_bytes(ws, TEXT, 24000),
-        "long": await _audio_bytes(ws, LONG_TEXT, 24000),
-    }
+    result["bytes"] = await _texts_bytes(ws)
     await ws.close()
     for _ in range(s.get("n_cold", 0)):
         t0 = clock()
