@@ -13,17 +13,24 @@ import websocket
 
 from ..aio.connection import Timeouts
 from ..errors import CosyVoiceError, InvalidParameterError
-from ..options import AudioFormat
+from ..events import SynthesisComplete
+from ..options import AudioFormat, SynthesisOptions
+from ..protocol import TaskState
+from ..session import TaskSession
 from ..voices import DEFAULT_MODEL, DEFAULT_VOICE
-from ._run import open_websocket
+from ._run import DeadlineSocket, open_websocket
 from .callback import ResultCallback
 from .errors import InvalidTaskError, as_request_failure
-from .synthesizer import SpeechSynthesizer, _usable, close_quietly
+from .synthesizer import SpeechSynthesizer, WarmConnection, _usable, close_quietly
 
 logger = logging.getLogger("cosyvoice_stream.sync")
 
 #: The SDK's bounds of ``max_size``.
 MAX_POOL_SIZE = 100
+#: How many sets of task parameters the pool remembers for priming borrowed synthesizers.
+SEEN_KEYS = 16
+
+_Key = tuple[SynthesisOptions, bool]  # a task's parameters and whether it is SSML (call())
 
 
 class SpeechSynthesizerObjectPool:
@@ -40,6 +47,18 @@ class SpeechSynthesizerObjectPool:
     running never leaves audio on a pooled connection); ``shutdown()``
     closes everything.
 
+    Prestarted tasks (``prestart=True``): a connection that comes back after
+    a cleanly finished task gets the run-task of that task's parameters at
+    once, and a synthesizer borrowed with parameters the pool has seen gets
+    it when borrowed, so the next task with exactly these parameters (every
+    run-task parameter, and ``call()`` versus ``streaming_call()``) starts
+    with its task already started: no run-task round trip. A primed task
+    that does not fit the borrower's task is never used: it is ended
+    (finish-task, drained to task-finished) by the background thread, off the
+    caller's path, and the caller takes another connection. A primed task is
+    used only within ``Timeouts.server_text * 18 / 23`` s of its run-task and
+    re-primed by then, so it never meets the service's text timeout.
+
     When every connection is lent out, a borrowed synthesizer connects on
     demand (as in the SDK). A background thread replaces idle connections
     after ``idle_ttl`` seconds, before the service's 60 s idle close, and
@@ -52,7 +71,8 @@ class SpeechSynthesizerObjectPool:
     pool (the SDK logs and returns False) and returns True when taken back;
     ``borrow_synthesizer`` refuses an endpoint (``url``, ``workspace``,
     ``headers``) other than the pool's (the SDK ignores them).
-    Extra keyword-only arguments: ``api_key``, ``timeouts``, ``idle_ttl``.
+    Extra keyword-only arguments: ``api_key``, ``timeouts``, ``idle_ttl``,
+    ``prestart``.
     """
 
     def __init__(
@@ -65,6 +85,7 @@ class SpeechSynthesizerObjectPool:
         api_key: str | None = None,
         timeouts: Timeouts | None = None,
         idle_ttl: float = 50.0,
+        prestart: bool = True,
     ) -> None:
         if isinstance(max_size, bool) or not isinstance(max_size, int) or not 1 <= max_size <= MAX_POOL_SIZE:
             raise InvalidParameterError(
@@ -91,19 +112,30 @@ class SpeechSynthesizerObjectPool:
         self._headers = dict(headers) if headers is not None else None
         self._workspace = workspace
         self._api_key = api_key
+        if not isinstance(prestart, bool):
+            raise InvalidParameterError(
+                f"prestart={prestart!r} is invalid: expected True or False", parameter="prestart"
+            )
         self._timeouts = self._template._timeouts
         self.max_size = max_size
         self.idle_ttl = float(idle_ttl)
-        self._idle: list[tuple[websocket.WebSocket, float]] = []  # (connection, pooled at)
+        self.prestart = prestart
+        #: A primed task is used, and re-primed, within this many seconds of its run-task:
+        #: well before the service's text timeout (18 of 23 s, as the asyncio pool).
+        self.primed_ttl = self._timeouts.server_text * 18 / 23
+        self._idle: list[WarmConnection] = []
+        self._retiring: list[WarmConnection] = []  # primed tasks to end, off the callers' path
+        self._busy = 0  # connections the background thread is ending or re-priming
+        self._seen: list[_Key] = []  # parameters of clean tasks, most recent last
         self._borrowed: weakref.WeakSet[SpeechSynthesizer] = weakref.WeakSet()
         self._changed = threading.Condition()
         self._closed = False
         try:
             for _ in range(max_size):
-                self._idle.append((self._connect(), time.monotonic()))
+                self._idle.append(WarmConnection(self._connect(), time.monotonic()))
         except BaseException:
-            for ws, _ in self._idle:
-                close_quietly(ws, self._timeouts.close)
+            for warm in self._idle:
+                close_quietly(warm.ws, self._timeouts.close)
             raise
         self._maintainer = threading.Thread(target=self._maintain, name="cosyvoice-sync-pool", daemon=True)
         self._maintainer.start()
@@ -119,6 +151,12 @@ class SpeechSynthesizerObjectPool:
         """Connections ready for the next borrower."""
         with self._changed:
             return len(self._idle)
+
+    @property
+    def primed_connections(self) -> int:
+        """Idle connections holding a task started ahead of time."""
+        with self._changed:
+            return sum(1 for warm in self._idle if warm.primed is not None)
 
     def _connect(self) -> websocket.WebSocket:
         template = self._template
@@ -187,14 +225,26 @@ class SpeechSynthesizerObjectPool:
             else self._api_key,
             timeouts=self._timeouts,
         )
+        options = synthesizer._options
         with self._changed:
             if self._closed:
                 raise InvalidTaskError("borrow_synthesizer() after shutdown(): the pool is closed")
-            warm = self._idle.pop()[0] if self._idle else None
+            warm = self._pick(options, None)
+            if warm is None:
+                # Only tasks primed for other parameters: one is ended in the background, to be
+                # ready for a later task; this borrower is not kept waiting for it.
+                other = next((w for w in reversed(self._idle) if w.primed is not None), None)
+                if other is not None:
+                    self._idle.remove(other)
+                    self._retiring.append(other)
+            seen = next((key for key in reversed(self._seen) if key[0] == options), None)
             self._borrowed.add(synthesizer)
             self._changed.notify_all()  # the maintainer may open a replacement
         if warm is None:
             logger.warning("SpeechSynthesizerObjectPool is exhausted: the synthesizer connects on demand")
+        elif warm.primed is None and seen is not None and self.prestart and not self._prime(warm, *seen):
+            close_quietly(warm.ws, self._timeouts.close)
+            warm = None
         synthesizer._pool = self
         synthesizer._warm = warm
         return synthesizer
@@ -222,14 +272,25 @@ class SpeechSynthesizerObjectPool:
             self._borrowed.discard(synthesizer)
         synthesizer.close()  # a running task is cut: nothing of it reaches the next borrower
         warm, synthesizer._warm, synthesizer._pool = synthesizer._warm, None, None
+        key = synthesizer._last_key  # set only by a task that finished cleanly on a pooled connection
+        if warm is not None:
+            if warm.primed is not None:
+                usable = warm.ws.connected  # its task-started may be waiting in the socket
+            else:
+                usable = _usable(warm.ws)
+                warm.since = time.monotonic()
+                if usable and key is not None and self.prestart and not self._closed:
+                    usable = self._prime(warm, *key)  # the next task with these parameters is started
         with self._changed:
-            keep = warm is not None and not self._closed and len(self._idle) < self.max_size and _usable(warm)
+            if key is not None:
+                self._remember(key)
+            keep = warm is not None and usable and not self._closed and len(self._idle) < self.max_size
             if keep and warm is not None:
-                self._idle.append((warm, time.monotonic()))
+                self._idle.append(warm)
                 self._changed.notify_all()
             closed = self._closed
         if warm is not None and not keep:
-            close_quietly(warm, self._timeouts.close)
+            close_quietly(warm.ws, self._timeouts.close)
         return not closed
 
     def shutdown(self) -> None:
@@ -241,37 +302,180 @@ class SpeechSynthesizerObjectPool:
             if self._closed:
                 return
             self._closed = True
-            idle = [ws for ws, _ in self._idle]
+            idle = [warm.ws for warm in self._idle + self._retiring]
             self._idle.clear()
+            self._retiring.clear()
             borrowed = list(self._borrowed)
             self._changed.notify_all()
         for synthesizer in borrowed:
             warm, synthesizer._warm = synthesizer._warm, None
             if warm is not None:
-                idle.append(warm)  # lent out but never used: the pool's to close
+                idle.append(warm.ws)  # lent out but never used: the pool's to close
         for ws in idle:
             close_quietly(ws, self._timeouts.close)
         if threading.current_thread() is not self._maintainer:
-            self._maintainer.join(self._timeouts.connect + self._timeouts.close)
+            # The thread may be ending a primed task (bounded by timeouts.start) or connecting.
+            self._maintainer.join(self._timeouts.connect + self._timeouts.start + self._timeouts.close)
+
+    # -- prestarted tasks -------------------------------------------------------
+    def _pick(self, options: SynthesisOptions, ssml: bool | None) -> WarmConnection | None:
+        """Take the idle connection for a task (hold the lock): one primed for it, else an unprimed one.
+
+        ``ssml`` None: either kind of task (at borrow time it is not known yet).
+        """
+        now = time.monotonic()
+        newest_first = self._idle[::-1]
+        chosen = next(
+            (
+                w
+                for w in newest_first
+                if w.primed is not None
+                and now - w.primed_at < self.primed_ttl
+                and w.fits(options, w.primed.protocol.ssml if ssml is None else ssml)
+            ),
+            None,
+        )
+        if chosen is None:
+            chosen = next((w for w in newest_first if w.primed is None), None)
+        if chosen is not None:
+            self._idle.remove(chosen)
+        return chosen
+
+    def _take(self, options: SynthesisOptions, ssml: bool) -> WarmConnection | None:
+        """Another idle connection for a borrowed synthesizer whose own did not fit its task."""
+        with self._changed:
+            if self._closed:
+                return None
+            warm = self._pick(options, ssml)
+            self._changed.notify_all()
+        return warm
+
+    def _retire(self, warm: WarmConnection) -> None:
+        """A primed task that will not be used: the background thread ends it (never the caller)."""
+        with self._changed:
+            if not self._closed:
+                self._retiring.append(warm)
+                self._changed.notify_all()
+                return
+        close_quietly(warm.ws, self._timeouts.close)
+
+    def _remember(self, key: _Key) -> None:
+        """Parameters of a clean task, for priming the next borrower with them (hold the lock)."""
+        if key in self._seen:
+            self._seen.remove(key)
+        self._seen.append(key)
+        del self._seen[:-SEEN_KEYS]
+
+    def _prime(self, warm: WarmConnection, options: SynthesisOptions, ssml: bool) -> bool:
+        """Send the run-task of a task with these parameters on the idle ``warm``; False if it failed.
+
+        Only the send: its task-started is read by whoever uses the task
+        (the synthesizer's reader, or ``_end``).
+        """
+        session = TaskSession(options, ssml=ssml)
+        session.start()
+        try:
+            for message in session.data_to_send():
+                warm.ws.send(message)
+        except (OSError, websocket.WebSocketException):
+            return False
+        warm.primed, warm.primed_at = session, time.monotonic()
+        return True
+
+    def _end(self, warm: WarmConnection) -> bool:
+        """End ``warm``'s primed task cleanly; True if the connection is clean afterwards.
+
+        The SDK's cancel directive once task-started is in (a finish-task
+        without any text is an error for the service), then task-finished.
+        No text was sent, so no audio comes; anything else (a failure, a
+        close, silence past ``timeouts.start``) means the connection is closed.
+        """
+        session, warm.primed = warm.primed, None
+        guard = warm.ws.sock
+        if session is None:
+            return True
+        if not isinstance(guard, DeadlineSocket):
+            return False
+        guard.deadline = time.monotonic() + self._timeouts.start
+        protocol = session.protocol
+        try:
+            while True:
+                if protocol.state is TaskState.STARTED:
+                    protocol.cancel()
+                for message in session.data_to_send():
+                    warm.ws.send(message)
+                opcode, frame = warm.ws.recv_data_frame(False)
+                if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                    return False  # a close
+                data = frame.data
+                text = opcode == websocket.ABNF.OPCODE_TEXT
+                if text and isinstance(data, bytes):
+                    data = data.decode("utf-8", "replace")
+                received = session.receive_frame(data, time.monotonic(), text=text)
+                if session.error is not None:
+                    return False
+                if any(isinstance(event, SynthesisComplete) for event in received.stream_events):
+                    return _usable(warm.ws)
+        except (OSError, websocket.WebSocketException, CosyVoiceError):
+            return False
+        finally:
+            guard.deadline = None
 
     # -- upkeep ---------------------------------------------------------------
     def _maintain(self) -> None:
-        """Replace connections idle for ``idle_ttl`` s or closed by the server (lent ones come back on return)."""
+        """Upkeep of the idle connections, off every caller's path.
+
+        Connections idle for ``idle_ttl`` s or closed by the server are
+        replaced; primed tasks are re-primed before ``primed_ttl``; primed
+        tasks that did not fit a borrower are ended. Lent ones come back on return.
+        """
         while True:
             with self._changed:
                 if self._closed:
                     return
                 now = time.monotonic()
-                stale = [(ws, at) for ws, at in self._idle if now - at >= self.idle_ttl or not _usable(ws)]
-                for item in stale:
-                    self._idle.remove(item)
-                missing = self.max_size - len(self._idle) - len(self._borrowed)
-                if not stale and missing <= 0:
-                    next_at = min((at + self.idle_ttl for _, at in self._idle), default=None)
+                stale: list[WarmConnection] = []
+                work: list[tuple[WarmConnection, bool]] = []  # (connection, re-prime it)
+                for warm in list(self._idle):
+                    if warm.primed is not None:
+                        if not warm.ws.connected:
+                            stale.append(warm)
+                        elif now - warm.primed_at >= self.primed_ttl:
+                            work.append((warm, True))
+                    elif now - warm.since >= self.idle_ttl or not _usable(warm.ws):
+                        stale.append(warm)
+                for warm in stale + [w for w, _ in work]:
+                    self._idle.remove(warm)
+                work += [(warm, False) for warm in self._retiring]
+                self._retiring.clear()
+                self._busy += len(work)
+                missing = self.max_size - len(self._idle) - len(self._borrowed) - self._busy
+                if not stale and not work and missing <= 0:
+                    next_at = min(
+                        (
+                            w.primed_at + self.primed_ttl if w.primed is not None else w.since + self.idle_ttl
+                            for w in self._idle
+                        ),
+                        default=None,
+                    )
                     self._changed.wait(None if next_at is None else max(next_at - now, 0.05))
                     continue
-            for ws, _ in stale:
-                close_quietly(ws, self._timeouts.close)
+            for warm in stale:
+                close_quietly(warm.ws, self._timeouts.close)
+            for warm, reprime in work:
+                key = (warm.primed.options, warm.primed.protocol.ssml) if warm.primed is not None else None
+                clean = self._end(warm)
+                if clean and reprime and key is not None and self.prestart:
+                    clean = self._prime(warm, *key)
+                warm.since = time.monotonic()
+                with self._changed:
+                    self._busy -= 1
+                    keep = clean and not self._closed and len(self._idle) < self.max_size
+                    if keep:
+                        self._idle.append(warm)
+                        self._changed.notify_all()
+                if not keep:
+                    close_quietly(warm.ws, self._timeouts.close)
             for _ in range(max(missing, 0)):
                 try:
                     ws = self._connect()
@@ -282,11 +486,9 @@ class SpeechSynthesizerObjectPool:
                             self._changed.wait(self.idle_ttl / 10)
                     break
                 with self._changed:
-                    if self._closed or len(self._idle) >= self.max_size:
-                        drop = True
-                    else:
-                        drop = False
-                        self._idle.append((ws, time.monotonic()))
+                    drop = self._closed or len(self._idle) >= self.max_size
+                    if not drop:
+                        self._idle.append(WarmConnection(ws, time.monotonic()))
                 if drop:
                     close_quietly(ws, self._timeouts.close)
-                    return
+                    break
