@@ -15,7 +15,7 @@ from ..aio.connection import Timeouts
 from ..errors import CosyVoiceError, InvalidParameterError
 from ..events import SynthesisComplete
 from ..options import AudioFormat, SynthesisOptions
-from ..protocol import TaskState
+from ..protocol import TaskState, new_task_id
 from ..session import TaskSession
 from ..voices import DEFAULT_MODEL, DEFAULT_VOICE
 from ._run import DeadlineSocket, open_websocket
@@ -245,8 +245,12 @@ class SpeechSynthesizerObjectPool:
         elif warm.primed is None and seen is not None and self.prestart and not self._prime(warm, *seen):
             close_quietly(warm.ws, self._timeouts.close)
             warm = None
-        synthesizer._pool = self
-        synthesizer._warm = warm
+        if warm is not None and warm.primed is not None:
+            synthesizer._next_task_id = warm.primed.task_id  # get_last_request_id(): the task it will run
+        with self._changed:
+            synthesizer._pool = self
+            synthesizer._warm = warm
+            self._changed.notify_all()  # a lent primed task is watched for its age too
         return synthesizer
 
     def return_synthesizer(self, synthesizer: SpeechSynthesizer) -> bool:
@@ -273,6 +277,7 @@ class SpeechSynthesizerObjectPool:
         synthesizer.close()  # a running task is cut: nothing of it reaches the next borrower
         warm, synthesizer._warm, synthesizer._pool = synthesizer._warm, None, None
         key = synthesizer._last_key  # set only by a task that finished cleanly on a pooled connection
+        evicted: WarmConnection | None = None
         if warm is not None:
             if warm.primed is not None:
                 usable = warm.ws.connected  # its task-started may be waiting in the socket
@@ -284,6 +289,12 @@ class SpeechSynthesizerObjectPool:
         with self._changed:
             if key is not None:
                 self._remember(key)
+            if warm is not None and warm.primed is not None and len(self._idle) >= self.max_size:
+                # Full: a connection holding a started task is worth more than a plain one.
+                plain = next((w for w in self._idle if w.primed is None), None)
+                if plain is not None:
+                    self._idle.remove(plain)
+                    evicted = plain
             keep = warm is not None and usable and not self._closed and len(self._idle) < self.max_size
             if keep and warm is not None:
                 self._idle.append(warm)
@@ -291,6 +302,8 @@ class SpeechSynthesizerObjectPool:
             closed = self._closed
         if warm is not None and not keep:
             close_quietly(warm.ws, self._timeouts.close)
+        if evicted is not None:
+            close_quietly(evicted.ws, self._timeouts.close)
         return not closed
 
     def shutdown(self) -> None:
@@ -305,12 +318,11 @@ class SpeechSynthesizerObjectPool:
             idle = [warm.ws for warm in self._idle + self._retiring]
             self._idle.clear()
             self._retiring.clear()
-            borrowed = list(self._borrowed)
+            for synthesizer in list(self._borrowed):
+                warm, synthesizer._warm = synthesizer._warm, None
+                if warm is not None:
+                    idle.append(warm.ws)  # lent out but never used: the pool's to close
             self._changed.notify_all()
-        for synthesizer in borrowed:
-            warm, synthesizer._warm = synthesizer._warm, None
-            if warm is not None:
-                idle.append(warm.ws)  # lent out but never used: the pool's to close
         for ws in idle:
             close_quietly(ws, self._timeouts.close)
         if threading.current_thread() is not self._maintainer:
@@ -348,6 +360,12 @@ class SpeechSynthesizerObjectPool:
                 return None
             warm = self._pick(options, ssml)
             self._changed.notify_all()
+        return warm
+
+    def _claim(self, synthesizer: SpeechSynthesizer) -> WarmConnection | None:
+        """A borrowed synthesizer takes its connection for a task (under the lock the maintainer uses)."""
+        with self._changed:
+            warm, synthesizer._warm = synthesizer._warm, None
         return warm
 
     def _retire(self, warm: WarmConnection) -> None:
@@ -446,16 +464,35 @@ class SpeechSynthesizerObjectPool:
                         stale.append(warm)
                 for warm in stale + [w for w, _ in work]:
                     self._idle.remove(warm)
+                # A primed task lent out and not used in time is taken back the same way:
+                # the borrower's first task then takes another connection (see _connection).
+                for synthesizer in list(self._borrowed):
+                    lent = synthesizer._warm
+                    if (
+                        lent is not None
+                        and lent.primed is not None
+                        and now - lent.primed_at >= self.primed_ttl
+                    ):
+                        synthesizer._warm = None
+                        if synthesizer._next_task_id == lent.primed.task_id:
+                            synthesizer._next_task_id = new_task_id()  # that id is being ended here
+                        work.append((lent, True))
                 work += [(warm, False) for warm in self._retiring]
                 self._retiring.clear()
                 self._busy += len(work)
                 missing = self.max_size - len(self._idle) - len(self._borrowed) - self._busy
                 if not stale and not work and missing <= 0:
+                    due = [
+                        w.primed_at + self.primed_ttl
+                        for w in (s._warm for s in self._borrowed)
+                        if w is not None and w.primed is not None
+                    ]
                     next_at = min(
-                        (
+                        due
+                        + [
                             w.primed_at + self.primed_ttl if w.primed is not None else w.since + self.idle_ttl
                             for w in self._idle
-                        ),
+                        ],
                         default=None,
                     )
                     self._changed.wait(None if next_at is None else max(next_at - now, 0.05))

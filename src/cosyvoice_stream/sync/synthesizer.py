@@ -387,8 +387,11 @@ class SpeechSynthesizer:
         which ends it off this path, and another connection is used.
         """
         self._reclaim()
-        warm, self._warm = self._warm, None
         pool = self._pool
+        if pool is not None:
+            warm = pool._claim(self)  # the pool may take back a primed task about to age
+        else:
+            warm, self._warm = self._warm, None
         for _ in range(2):  # our own connection, then one more from the pool
             if warm is None:
                 break
@@ -396,6 +399,8 @@ class SpeechSynthesizer:
                 fresh = pool is not None and time.monotonic() - warm.primed_at < pool.primed_ttl
                 if fresh and warm.fits(self._options, ssml) and warm.ws.connected:
                     return warm.ws, True, warm.primed
+                if self._next_task_id == warm.primed.task_id:
+                    self._next_task_id = new_task_id()  # that task id is being ended elsewhere
                 if pool is not None:
                     pool._retire(warm)
                 else:
@@ -644,11 +649,10 @@ class SpeechSynthesizer:
             if threading.current_thread() is not run.dispatcher:
                 run.closed.wait(self._timeouts.close)
         self._reclaim()
-        warm, self._warm = self._warm, None
-        if warm is not None and self._pool is None:
+        # A pooled synthesizer's connection goes back with return_synthesizer().
+        if self._pool is None and self._warm is not None:
+            warm, self._warm = self._warm, None
             close_quietly(warm.ws, self._timeouts.close)
-        elif warm is not None:
-            self._warm = warm  # a pooled synthesizer's connection goes back with return_synthesizer()
 
     def get_last_request_id(self) -> str:
         """The task id of the last (or current, or next) task."""
