@@ -74,8 +74,9 @@ def test_streaming_borrowers_start_on_a_primed_task_too(server: ServerHandle) ->
         assert "enable_ssml" not in primed.parameters  # primed as the streamed task was, not as call()
         callback = RecordingCallback()
         synthesizer = pool.borrow_synthesizer(MODEL, VOICE, format=PCM, callback=callback)
-        synthesizer.streaming_call("Streamed again. ")
+        synthesizer.streaming_call("Streamed again, ")  # held by the server: no audio yet
         assert callback.names == ["on_open"]  # as without priming: on_open before streaming_call returned
+        synthesizer.streaming_call("and done.")
         synthesizer.streaming_complete(MS)
         assert callback.closed.wait(STEP)
         assert callback.names[0] == "on_open" and callback.names[-2:] == ["on_complete", "on_close"]

@@ -533,8 +533,10 @@ class SpeechSynthesizer:
                     " as in the SDK, a synthesizer runs one streaming task; create another synthesizer"
                     " (or borrow one from the pool)"
                 )
-            self._streamed = True  # as the SDK's: set before the start, which may fail
             run = self._start(ssml=self._enable_ssml, first_text=text)
+            # Once started (the SDK marks it before: a task that could not start cannot be
+            # retried there; here the failed streaming_call() may be repeated).
+            self._streamed = True
         run.send_text(text)
 
     def streaming_flush(self) -> None:
