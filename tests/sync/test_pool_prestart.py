@@ -95,8 +95,10 @@ def test_a_borrow_with_seen_parameters_is_primed_when_borrowed(server: ServerHan
         assert first.call("Hello.", timeout_millis=MS)
         pool.return_synthesizer(first)  # primes that connection; the other one is plain
         until(lambda: len(server.server.tasks) == 2, "the primed run-task")
-        a = pool.borrow_synthesizer(MODEL, VOICE, format=PCM)  # takes the primed one
-        b = pool.borrow_synthesizer(MODEL, VOICE, format=PCM)  # the plain one, primed now: parameters seen
+        # a takes the primed one; parameters seen: the plain one is primed for them at once,
+        # as a spare, and b takes it.
+        a = pool.borrow_synthesizer(MODEL, VOICE, format=PCM)
+        b = pool.borrow_synthesizer(MODEL, VOICE, format=PCM)
         until(lambda: len(server.server.tasks) == 3, "the run-task sent at borrow time")
         assert {a.get_last_request_id(), b.get_last_request_id()} == {t.task_id for t in unused(server)}
         assert a.call("One.", timeout_millis=MS) and b.call("Two.", timeout_millis=MS)
@@ -207,7 +209,9 @@ def test_shutdown_closes_primed_connections(server: ServerHandle) -> None:
     assert synthesizer.call("Hello.", timeout_millis=MS)
     pool.return_synthesizer(synthesizer)
     lent = pool.borrow_synthesizer(MODEL, VOICE, format=PCM)  # holding the primed task, unused
-    assert lent.get_last_request_id() in {t.task_id for t in unused(server)} or pool.primed_connections == 0
+    until(lambda: len(unused(server)) == 2, "the lent task and the spare's to reach the server")
+    assert lent.get_last_request_id() in {t.task_id for t in unused(server)}
+    assert pool.primed_connections == 1  # the other connection, primed as a spare
     pool.shutdown()
     until(lambda: server.server.active_connections == 0, "every connection to close")
     assert lent.call("On a connection of its own.", timeout_millis=MS)

@@ -238,6 +238,14 @@ class SpeechSynthesizerObjectPool:
                     self._idle.remove(other)
                     self._retiring.append(other)
             seen = next((key for key in reversed(self._seen) if key[0] == options), None)
+            spare = None
+            if seen is not None and self.prestart:
+                # Parameters in use: a plain idle connection gets a task for them too, so that
+                # a borrow right after this one finds a task whose task-started has arrived.
+                spare = next((w for w in self._idle if w.primed is None), None)
+                if spare is not None:
+                    self._idle.remove(spare)
+                    self._busy += 1
             self._borrowed.add(synthesizer)
             self._changed.notify_all()  # the maintainer may open a replacement
         if warm is None:
@@ -245,6 +253,16 @@ class SpeechSynthesizerObjectPool:
         elif warm.primed is None and seen is not None and self.prestart and not self._prime(warm, *seen):
             close_quietly(warm.ws, self._timeouts.close)
             warm = None
+        if spare is not None and seen is not None:
+            primed = _usable(spare.ws) and self._prime(spare, *seen)
+            with self._changed:
+                self._busy -= 1
+                keep = primed and not self._closed and len(self._idle) < self.max_size
+                if keep:
+                    self._idle.append(spare)
+                self._changed.notify_all()
+            if not keep:
+                close_quietly(spare.ws, self._timeouts.close)
         if warm is not None and warm.primed is not None:
             synthesizer._next_task_id = warm.primed.task_id  # get_last_request_id(): the task it will run
         with self._changed:
@@ -276,7 +294,7 @@ class SpeechSynthesizerObjectPool:
             self._borrowed.discard(synthesizer)
         synthesizer.close()  # a running task is cut: nothing of it reaches the next borrower
         warm, synthesizer._warm, synthesizer._pool = synthesizer._warm, None, None
-        key = synthesizer._last_key  # set only by a task that finished cleanly on a pooled connection
+        key = synthesizer._first_key  # set only by a task that finished cleanly on a pooled connection
         evicted: WarmConnection | None = None
         if warm is not None:
             if warm.primed is not None:
@@ -337,15 +355,18 @@ class SpeechSynthesizerObjectPool:
         """
         now = time.monotonic()
         newest_first = self._idle[::-1]
-        chosen = next(
+        # The oldest fitting primed task first: its task-started has most likely arrived
+        # (a task primed a moment ago still makes the text wait for it), and it ages out first.
+        chosen = min(
             (
                 w
-                for w in newest_first
+                for w in self._idle
                 if w.primed is not None
                 and now - w.primed_at < self.primed_ttl
                 and w.fits(options, w.primed.protocol.ssml if ssml is None else ssml)
             ),
-            None,
+            key=lambda w: w.primed_at,
+            default=None,
         )
         if chosen is None:
             chosen = next((w for w in newest_first if w.primed is None), None)

@@ -311,7 +311,9 @@ class SpeechSynthesizer:
         # warm connection for its next task (a cleanly finished task leaves its connection here).
         self._pool: SpeechSynthesizerObjectPool | None = None
         self._warm: WarmConnection | None = None
-        self._last_key: tuple[SynthesisOptions, bool] | None = None  # of the last clean task
+        # The parameters of its first clean pooled task, call() or streaming: what the next
+        # borrower most likely starts with, so the pool primes the connection with them.
+        self._first_key: tuple[SynthesisOptions, bool] | None = None
 
     @staticmethod
     def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -370,7 +372,8 @@ class SpeechSynthesizer:
         run = self._run
         if run is not None and run.done.is_set() and run.reusable:
             run.reusable = False
-            self._last_key = (run.session.options, run.session.protocol.ssml)
+            if self._first_key is None:
+                self._first_key = (run.session.options, run.session.protocol.ssml)
             if self._warm is None and self._pool is not None:
                 self._warm = WarmConnection(run.ws, time.monotonic())
             else:
