@@ -229,7 +229,10 @@ class SpeechSynthesizerObjectPool:
         with self._changed:
             if self._closed:
                 raise InvalidTaskError("borrow_synthesizer() after shutdown(): the pool is closed")
-            warm = self._pick(options, None)
+            seen = next((key for key in reversed(self._seen) if key[0] == options), None)
+            # With parameters seen, the kind of task (call() or streaming) the last borrower
+            # started with is the one to expect; else any primed task for these parameters.
+            warm = self._pick(options, None if seen is None else seen[1])
             if warm is None:
                 # Only tasks primed for other parameters: one is ended in the background, to be
                 # ready for a later task; this borrower is not kept waiting for it.
@@ -237,7 +240,6 @@ class SpeechSynthesizerObjectPool:
                 if other is not None:
                     self._idle.remove(other)
                     self._retiring.append(other)
-            seen = next((key for key in reversed(self._seen) if key[0] == options), None)
             spare = None
             if seen is not None and self.prestart:
                 # Parameters in use: a plain idle connection gets a task for them too, so that
