@@ -9,13 +9,14 @@ server's text timeout.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from cosyvoice_stream import Timeouts
 from cosyvoice_stream.server import ServerHandle
 from cosyvoice_stream.sync import AudioFormat, SpeechSynthesizerObjectPool
 
-from .support import KEY, MODEL, STEP, VOICE, RecordingCallback, until
+from .support import KEY, MODEL, STEP, VOICE, FreezableProxy, RecordingCallback, until
 
 PCM = AudioFormat.PCM_16000HZ_MONO_16BIT
 MS = int(STEP * 1000)
@@ -215,3 +216,22 @@ def test_shutdown_closes_primed_connections(server: ServerHandle) -> None:
     pool.shutdown()
     until(lambda: server.server.active_connections == 0, "every connection to close")
     assert lent.call("On a connection of its own.", timeout_millis=MS)
+
+
+def test_shutdown_does_not_wait_for_a_primed_task_the_server_no_longer_answers(make_server: Any) -> None:
+    server = make_server(text_timeout_s=2.0)
+    proxy = FreezableProxy(server.server.port)
+    try:
+        timeouts = Timeouts(server_text=2.0, start=30.0)  # ending a primed task may wait 30 s
+        pool = SpeechSynthesizerObjectPool(max_size=1, url=proxy.url(), api_key=KEY, timeouts=timeouts)
+        synthesizer = pool.borrow_synthesizer(MODEL, VOICE, format=PCM)
+        assert synthesizer.call("Hello.", timeout_millis=MS)
+        pool.return_synthesizer(synthesizer)
+        proxy.freeze()  # the primed task's end will never be answered
+        until(lambda: pool._working != [], "the pool's thread to start ending the aged primed task")
+        stopper = threading.Thread(target=pool.shutdown, name="test-shutdown")
+        stopper.start()
+        stopper.join(STEP)  # not the 30 s the unanswered end of the primed task could take
+        assert not stopper.is_alive() and not pool._maintainer.is_alive()
+    finally:
+        proxy.close()

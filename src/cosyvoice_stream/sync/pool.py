@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 import time
 import weakref
@@ -125,7 +127,8 @@ class SpeechSynthesizerObjectPool:
         self.primed_ttl = self._timeouts.server_text * 18 / 23
         self._idle: list[WarmConnection] = []
         self._retiring: list[WarmConnection] = []  # primed tasks to end, off the callers' path
-        self._busy = 0  # connections the background thread is ending or re-priming
+        self._busy = 0  # connections being ended, re-primed or primed as spares, outside the idle list
+        self._working: list[WarmConnection] = []  # those of them the background thread waits on
         self._seen: list[_Key] = []  # parameters of clean tasks, most recent last
         self._borrowed: weakref.WeakSet[SpeechSynthesizer] = weakref.WeakSet()
         self._changed = threading.Condition()
@@ -338,6 +341,11 @@ class SpeechSynthesizerObjectPool:
             idle = [warm.ws for warm in self._idle + self._retiring]
             self._idle.clear()
             self._retiring.clear()
+            for busy in self._working:  # wakes the background thread out of a wait on the server
+                sock = busy.ws.sock
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
             for synthesizer in list(self._borrowed):
                 warm, synthesizer._warm = synthesizer._warm, None
                 if warm is not None:
@@ -503,6 +511,7 @@ class SpeechSynthesizerObjectPool:
                 work += [(warm, False) for warm in self._retiring]
                 self._retiring.clear()
                 self._busy += len(work)
+                self._working = [warm for warm, _ in work]
                 missing = self.max_size - len(self._idle) - len(self._borrowed) - self._busy
                 if not stale and not work and missing <= 0:
                     due = [
