@@ -116,6 +116,34 @@ def test_a_borrow_with_seen_parameters_is_primed_when_borrowed(server: ServerHan
         pool.shutdown()
 
 
+def test_parameters_in_use_take_over_a_connection_primed_for_others(server: ServerHandle) -> None:
+    pool = pool_for(server, max_size=2)
+    try:
+        for voice in (VOICE, OTHER_VOICE):  # one connection primed for each voice
+            synthesizer = pool.borrow_synthesizer(MODEL, voice, format=PCM)
+            assert synthesizer.call("Hello.", timeout_millis=MS)
+            pool.return_synthesizer(synthesizer)
+        until(lambda: len(unused(server)) == 2, "both primed run-tasks")
+        other_primed = next(t for t in unused(server) if t.parameters["voice"] == OTHER_VOICE)
+        held = pool.borrow_synthesizer(MODEL, VOICE, format=PCM)  # VOICE's primed task
+        # VOICE is in use: the connection primed for OTHER_VOICE is turned over to it, off this path.
+        until(lambda: other_primed.state == "aborted", "the other voice's primed task to be ended")
+        until(lambda: len(unused(server)) == 3, "the connection to be primed for the voice in use")
+        turned = unused(server)[-1]
+        assert turned.parameters["voice"] == VOICE and turned.connection_id == other_primed.connection_id
+        assert other_primed.texts == [] and other_primed.audio_bytes_sent == 0
+        until(lambda: pool.primed_connections == 1, "the turned connection back in the pool")
+        next_one = pool.borrow_synthesizer(MODEL, VOICE, format=PCM)
+        assert next_one.call("Right after.", timeout_millis=MS)
+        assert next_one.get_last_request_id() == turned.task_id  # it started on the turned task
+        assert held.call("And the held one.", timeout_millis=MS)
+        for synthesizer in (held, next_one):
+            pool.return_synthesizer(synthesizer)
+        assert server.server.connections_opened == 2
+    finally:
+        pool.shutdown()
+
+
 def test_a_borrow_with_other_parameters_gets_nothing_of_a_primed_task(server: ServerHandle) -> None:
     pool = pool_for(server)  # one connection: the only warm one holds a task primed for VOICE
     try:

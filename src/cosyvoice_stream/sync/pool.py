@@ -35,6 +35,11 @@ SEEN_KEYS = 16
 _Key = tuple[SynthesisOptions, bool]  # a task's parameters and whether it is SSML (call())
 
 
+def _key_of(warm: WarmConnection) -> _Key | None:
+    primed = warm.primed
+    return None if primed is None else (primed.options, primed.protocol.ssml)
+
+
 class SpeechSynthesizerObjectPool:
     """The SDK's object pool: synthesizers whose connection is already open.
 
@@ -126,7 +131,8 @@ class SpeechSynthesizerObjectPool:
         #: well before the service's text timeout (18 of 23 s, as the asyncio pool).
         self.primed_ttl = self._timeouts.server_text * 18 / 23
         self._idle: list[WarmConnection] = []
-        self._retiring: list[WarmConnection] = []  # primed tasks to end, off the callers' path
+        # Primed tasks to end off the callers' path, and the parameters to prime anew with, if any.
+        self._retiring: list[tuple[WarmConnection, _Key | None]] = []
         self._busy = 0  # connections being ended, re-primed or primed as spares, outside the idle list
         self._working: list[WarmConnection] = []  # those of them the background thread waits on
         self._seen: list[_Key] = []  # parameters of clean tasks, most recent last
@@ -242,15 +248,21 @@ class SpeechSynthesizerObjectPool:
                 other = next((w for w in reversed(self._idle) if w.primed is not None), None)
                 if other is not None:
                     self._idle.remove(other)
-                    self._retiring.append(other)
+                    self._retiring.append((other, seen if self.prestart else None))
             spare = None
             if seen is not None and self.prestart:
                 # Parameters in use: a plain idle connection gets a task for them too, so that
-                # a borrow right after this one finds a task whose task-started has arrived.
+                # a borrow right after this one finds a task whose task-started has arrived;
+                # without a plain one, one primed for other parameters is turned over to them.
                 spare = next((w for w in self._idle if w.primed is None), None)
                 if spare is not None:
                     self._idle.remove(spare)
                     self._busy += 1
+                elif not any(w.fits(*seen) for w in self._idle):
+                    other = next((w for w in self._idle if w.primed is not None), None)
+                    if other is not None:
+                        self._idle.remove(other)
+                        self._retiring.append((other, seen))
             self._borrowed.add(synthesizer)
             self._changed.notify_all()  # the maintainer may open a replacement
         if warm is None:
@@ -338,7 +350,7 @@ class SpeechSynthesizerObjectPool:
             if self._closed:
                 return
             self._closed = True
-            idle = [warm.ws for warm in self._idle + self._retiring]
+            idle = [warm.ws for warm in self._idle] + [warm.ws for warm, _ in self._retiring]
             self._idle.clear()
             self._retiring.clear()
             for busy in self._working:  # wakes the background thread out of a wait on the server
@@ -403,7 +415,7 @@ class SpeechSynthesizerObjectPool:
         """A primed task that will not be used: the background thread ends it (never the caller)."""
         with self._changed:
             if not self._closed:
-                self._retiring.append(warm)
+                self._retiring.append((warm, None))
                 self._changed.notify_all()
                 return
         close_quietly(warm.ws, self._timeouts.close)
@@ -484,13 +496,13 @@ class SpeechSynthesizerObjectPool:
                     return
                 now = time.monotonic()
                 stale: list[WarmConnection] = []
-                work: list[tuple[WarmConnection, bool]] = []  # (connection, re-prime it)
+                work: list[tuple[WarmConnection, _Key | None]] = []  # (connection, prime it anew with)
                 for warm in list(self._idle):
                     if warm.primed is not None:
                         if not warm.ws.connected:
                             stale.append(warm)
                         elif now - warm.primed_at >= self.primed_ttl:
-                            work.append((warm, True))
+                            work.append((warm, _key_of(warm)))
                     elif now - warm.since >= self.idle_ttl or not _usable(warm.ws):
                         stale.append(warm)
                 for warm in stale + [w for w, _ in work]:
@@ -507,8 +519,8 @@ class SpeechSynthesizerObjectPool:
                         synthesizer._warm = None
                         if synthesizer._next_task_id == lent.primed.task_id:
                             synthesizer._next_task_id = new_task_id()  # that id is being ended here
-                        work.append((lent, True))
-                work += [(warm, False) for warm in self._retiring]
+                        work.append((lent, _key_of(lent)))
+                work += self._retiring
                 self._retiring.clear()
                 self._busy += len(work)
                 self._working = [warm for warm, _ in work]
@@ -531,10 +543,9 @@ class SpeechSynthesizerObjectPool:
                     continue
             for warm in stale:
                 close_quietly(warm.ws, self._timeouts.close)
-            for warm, reprime in work:
-                key = (warm.primed.options, warm.primed.protocol.ssml) if warm.primed is not None else None
+            for warm, key in work:
                 clean = self._end(warm)
-                if clean and reprime and key is not None and self.prestart:
+                if clean and key is not None and self.prestart:
                     clean = self._prime(warm, *key)
                 warm.since = time.monotonic()
                 with self._changed:
