@@ -36,6 +36,7 @@ _Key = tuple[SynthesisOptions, bool]  # a task's parameters and whether it is SS
 
 
 def _key_of(warm: WarmConnection) -> _Key | None:
+    """The parameters ``warm``'s primed task was started with (None when it holds none)."""
     primed = warm.primed
     return None if primed is None else (primed.options, primed.protocol.ssml)
 
@@ -55,16 +56,17 @@ class SpeechSynthesizerObjectPool:
     closes everything.
 
     Prestarted tasks (``prestart=True``): a connection that comes back after
-    a cleanly finished task gets the run-task of that task's parameters at
+    a cleanly finished task gets the run-task of that borrow's first task at
     once, and a synthesizer borrowed with parameters the pool has seen gets
-    it when borrowed, so the next task with exactly these parameters (every
-    run-task parameter, and ``call()`` versus ``streaming_call()``) starts
-    with its task already started: no run-task round trip. A primed task
-    that does not fit the borrower's task is never used: it is ended
-    (finish-task, drained to task-finished) by the background thread, off the
-    caller's path, and the caller takes another connection. A primed task is
-    used only within ``Timeouts.server_text * 18 / 23`` s of its run-task and
-    re-primed by then, so it never meets the service's text timeout.
+    it when borrowed (one more idle connection is primed for them as a
+    spare), so the next task with exactly these parameters (every run-task
+    parameter, and ``call()`` versus ``streaming_call()``) starts with its
+    task already started: no run-task round trip. A primed task that does not
+    fit the borrower's task is never used: the background thread ends it (the
+    cancel directive, drained to task-finished), off the caller's path, and
+    the caller takes another connection. A primed task is used only within
+    ``Timeouts.server_text * 18 / 23`` s of its run-task and re-primed by
+    then, lent out or not, so it never meets the service's text timeout.
 
     When every connection is lent out, a borrowed synthesizer connects on
     demand (as in the SDK). A background thread replaces idle connections
