@@ -389,3 +389,18 @@ def test_streaming_cancel_from_inside_a_callback(make_server: Any) -> None:
     names = [name for name, _ in callback.calls]
     after = names[names.index("on_data") + 1 :]
     assert after == ["on_complete", "on_close"]  # nothing stale after the cancel
+
+
+def test_a_first_streaming_call_that_could_not_start_may_be_repeated(server: ServerHandle) -> None:
+    from cosyvoice_stream import AuthenticationError
+    from cosyvoice_stream.server import Fault
+
+    server.server.add_fault(Fault(kind="handshake_status", status=401))
+    synthesizer = synth(server)
+    with pytest.raises(AuthenticationError):
+        synthesizer.streaming_call("Hello, ")  # refused: no task was started
+    synthesizer.streaming_call("Hello, ")  # the SDK would raise InvalidTask here
+    assert synthesizer.streaming_complete(complete_timeout_millis=int(STEP * 1000))
+    with pytest.raises(InvalidTaskError, match="one streaming task"):
+        synthesizer.streaming_call("Once the task is over, no more.")
+    assert len(server.server.tasks) == 1

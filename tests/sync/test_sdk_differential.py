@@ -156,9 +156,9 @@ def test_streaming_callback_order(api: str, start_server: Callable[..., ServerHa
     handle = start_server()
     callback = RecordingCallback()
     synthesizer = make(api, handle, callback)
-    synthesizer.streaming_call("Hello there. ")
+    synthesizer.streaming_call("Hello there, ")  # no sentence end: the server holds it, no audio yet
     assert callback.names == ["on_open"]  # on_open before streaming_call returned, nothing else yet
-    synthesizer.streaming_call("How are you?")
+    synthesizer.streaming_call("how are you?")
     synthesizer.streaming_complete(complete_timeout_millis=int(STEP * 1000))
     assert callback.closed.wait(STEP)
     names = callback.names
@@ -246,6 +246,82 @@ def test_misuse_raises_the_sdks_invalid_task(api: str, start_server: Callable[..
     with pytest.raises(expected):
         synthesizer.streaming_complete()  # after the cancel
     assert handle.server.connections_opened == 1  # misuse never opened a connection
+
+
+@pytest.mark.parametrize("ending", ["cancel", "complete"])
+@pytest.mark.parametrize("api", APIS)
+def test_a_synthesizer_runs_one_streaming_task(
+    api: str, ending: str, start_server: Callable[..., ServerHandle]
+) -> None:
+    """After streaming_cancel() or streaming_complete(), late text never starts another task."""
+    handle = start_server()
+    expected: type[Exception] = InvalidTask if api == "sdk" else ours.InvalidTaskError
+    callback = RecordingCallback()
+    synthesizer = make(api, handle, callback)
+    synthesizer.streaming_call("Hello there, ")
+    if ending == "cancel":
+        synthesizer.streaming_cancel()
+    else:
+        synthesizer.streaming_complete(complete_timeout_millis=int(STEP * 1000))
+    assert callback.closed.wait(STEP)
+    at_end = list(callback.calls)
+    # What an LLM loop does when the user barged in: tokens still arrive after the cancel.
+    for method, args in (
+        ("streaming_call", ("Late tokens of the interrupted answer.",)),
+        ("streaming_flush", ()),
+        ("streaming_complete", ()),
+        ("async_streaming_complete", ()),
+        ("streaming_cancel", ()),
+        ("streaming_call", ("And more.",)),
+    ):
+        with pytest.raises(expected):
+            getattr(synthesizer, method)(*args)
+    assert len(handle.server.tasks) == 1 and handle.server.connections_opened == 1  # nothing started
+    assert callback.calls == at_end  # and no callback came of it
+    # call() is the SDK's other entry point: there it fails on the socket the task closed
+    # (a builtin ConnectionError); here it runs a new task (a documented difference).
+    if api == "sdk":
+        with pytest.raises(ConnectionError):
+            synthesizer.call("Hello.")
+    else:
+        callback.closed.clear()
+        synthesizer.call("Hello.")
+        assert callback.closed.wait(STEP) and callback.names[-2:] == ["on_complete", "on_close"]
+        assert len(handle.server.tasks) == 2
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_a_borrowed_synthesizer_runs_one_streaming_task_per_borrow(
+    api: str, start_server: Callable[..., ServerHandle]
+) -> None:
+    handle = start_server()
+    module: Any = tts_v2 if api == "sdk" else ours
+    expected: type[Exception] = InvalidTask if api == "sdk" else ours.InvalidTaskError
+    if api == "sdk":
+        pool = tts_v2.SpeechSynthesizerObjectPool(max_size=1, url=handle.url)
+        leftovers = [p.synthesizer for p in pool._pool]
+    else:
+        pool = ours.SpeechSynthesizerObjectPool(max_size=1, url=handle.url, api_key=KEY)
+        leftovers = []
+    pcm = module.AudioFormat.PCM_16000HZ_MONO_16BIT
+    try:
+        synthesizer = pool.borrow_synthesizer(MODEL, VOICE, format=pcm, callback=RecordingCallback())
+        leftovers.append(synthesizer)
+        synthesizer.streaming_call("Hello there, ")
+        synthesizer.streaming_cancel()
+        with pytest.raises(expected):
+            synthesizer.streaming_call("Late tokens.")
+        pool.return_synthesizer(synthesizer)
+        again = pool.borrow_synthesizer(MODEL, VOICE, format=pcm, callback=RecordingCallback())
+        leftovers.append(again)
+        again.streaming_call("A new borrow streams again, ")  # the borrow starts afresh, in both
+        again.streaming_cancel()
+        pool.return_synthesizer(again)
+    finally:
+        pool.shutdown()
+        if api == "sdk":
+            for synthesizer in leftovers:
+                synthesizer.close()  # the SDK's shutdown forgets them without closing
 
 
 @pytest.mark.parametrize("api", APIS)

@@ -346,7 +346,7 @@ class TaskRun:
 
     # -- caller side --------------------------------------------------------
     def start(self) -> None:
-        """Send run-task and start the threads."""
+        """Send run-task (unless the session's task was started ahead of time) and start the threads."""
         name = self.task_id[:8]
         if self.callback is not None:
             self.dispatcher = threading.Thread(
@@ -360,7 +360,10 @@ class TaskRun:
         )
         try:
             with self.lock:
-                self.session.start()
+                # A task started ahead of time (the object pool's) already sent its run-task;
+                # its task-started is read like any other (it may be waiting in the socket).
+                if self.session.protocol.state is TaskState.IDLE:
+                    self.session.start()
                 self._run_sent_at = time.monotonic()
                 self._send_pending()
         except CosyVoiceError as error:

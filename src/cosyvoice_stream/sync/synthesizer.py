@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import websocket
@@ -81,6 +82,26 @@ def _usable(ws: websocket.WebSocket) -> bool:
             return not selector.select(0)
     except (OSError, ValueError):
         return False
+
+
+@dataclass(eq=False)
+class WarmConnection:
+    """A connection of the object pool, possibly holding a task started ahead of time.
+
+    ``primed``: a task whose run-task was sent (its task-started may still be
+    on its way) for exactly one set of parameters; ``primed_at``: when, since
+    the service's text window (``Timeouts.server_text``) runs from then.
+    """
+
+    ws: websocket.WebSocket
+    since: float  # when it became idle
+    primed: TaskSession | None = None
+    primed_at: float = 0.0
+
+    def fits(self, options: SynthesisOptions, ssml: bool) -> bool:
+        """Whether the primed task is the run-task these parameters would send."""
+        primed = self.primed
+        return primed is not None and primed.options == options and primed.protocol.ssml == ssml
 
 
 def close_quietly(ws: websocket.WebSocket, timeout: float = 2.0) -> None:
@@ -195,8 +216,11 @@ class SpeechSynthesizer:
     region settings; ``wss://`` is required except for loopback hosts. Key and
     URL are read here, when the synthesizer is created.
 
-    Each task runs on its own connection (as in the SDK). Unlike the SDK a
-    synthesizer may run another task once the previous one is over.
+    Each task runs on its own connection (as in the SDK). As in the SDK, a
+    synthesizer runs one streaming task: ``streaming_call()`` after that task
+    ended (completed, cancelled or failed) raises ``InvalidTaskError``. Unlike
+    the SDK (whose closed socket raises ``ConnectionError``), ``call()`` may
+    run again once the previous task is over.
     """
 
     def __init__(
@@ -280,10 +304,16 @@ class SpeechSynthesizer:
         self._consumed = True  # the current run was ended by the caller (complete/cancel/call)
         self._completing: TaskRun | None = None  # ended by async_streaming_complete(), still cancellable
         self._next_task_id = new_task_id()
+        # As in the SDK, streaming_call() starts one task per synthesizer (per borrow):
+        # once that task is over, more streaming_call()s raise InvalidTask.
+        self._streamed = False
         # Set by SpeechSynthesizerObjectPool.borrow_synthesizer(): the pool it came from and a
         # warm connection for its next task (a cleanly finished task leaves its connection here).
         self._pool: SpeechSynthesizerObjectPool | None = None
-        self._warm: websocket.WebSocket | None = None
+        self._warm: WarmConnection | None = None
+        # The parameters of its first clean pooled task, call() or streaming: what the next
+        # borrower most likely starts with, so the pool primes the connection with them.
+        self._first_key: tuple[SynthesisOptions, bool] | None = None
 
     @staticmethod
     def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -342,26 +372,54 @@ class SpeechSynthesizer:
         run = self._run
         if run is not None and run.done.is_set() and run.reusable:
             run.reusable = False
+            if self._first_key is None:
+                self._first_key = (run.session.options, run.session.protocol.ssml)
             if self._warm is None and self._pool is not None:
-                self._warm = run.ws
+                self._warm = WarmConnection(run.ws, time.monotonic())
             else:
                 close_quietly(run.ws, self._timeouts.close)
 
-    def _connection(self, limit_at: float | None) -> tuple[websocket.WebSocket, bool]:
-        """A warm connection from the pool when there is one, else a new one; and whether reused."""
+    def _connection(
+        self, limit_at: float | None, ssml: bool
+    ) -> tuple[websocket.WebSocket, bool, TaskSession | None]:
+        """A warm connection when there is one, else a new one; whether reused; its started task if any.
+
+        A task started ahead of time is used only when it is exactly the task
+        these parameters would start and young enough to leave the caller
+        most of the service's text window; any other goes back to the pool,
+        which ends it off this path, and another connection is used.
+        """
         self._reclaim()
-        warm, self._warm = self._warm, None
-        if warm is not None:
-            if _usable(warm):
-                return warm, True
-            close_quietly(warm, self._timeouts.close)
+        pool = self._pool
+        if pool is not None:
+            warm = pool._claim(self)  # the pool may take back a primed task about to age
+        else:
+            warm, self._warm = self._warm, None
+        for _ in range(2):  # our own connection, then one more from the pool
+            if warm is None:
+                break
+            if warm.primed is not None:
+                fresh = pool is not None and time.monotonic() - warm.primed_at < pool.primed_ttl
+                if fresh and warm.fits(self._options, ssml) and warm.ws.connected:
+                    return warm.ws, True, warm.primed
+                if self._next_task_id == warm.primed.task_id:
+                    self._next_task_id = new_task_id()  # that task id is being ended elsewhere
+                if pool is not None:
+                    pool._retire(warm)
+                else:
+                    close_quietly(warm.ws, self._timeouts.close)
+            elif _usable(warm.ws):
+                return warm.ws, True, None
+            else:
+                close_quietly(warm.ws, self._timeouts.close)
+            warm = pool._take(self._options, ssml) if pool is not None else None
         try:
             ws = open_websocket(
                 self.url, self._handshake_headers(), self._timeouts, self._redact, limit_at=limit_at
             )
         except CosyVoiceError as error:
             raise as_request_failure(error) from None
-        return ws, False
+        return ws, False, None
 
     def _start(self, *, ssml: bool, first_text: str, limit: float | None = None) -> TaskRun:
         """Connect, run-task, wait for task-started (start errors are raised here)."""
@@ -377,8 +435,8 @@ class SpeechSynthesizer:
             # A pooled connection may have died while idle: then the task starts once more on a
             # new one (nothing reached the caller yet).
             for attempt in range(2):
-                session = TaskSession(self._options, ssml=ssml, task_id=self._next_task_id)
-                ws, reused = self._connection(deadline)
+                ws, reused, primed = self._connection(deadline, ssml)
+                session = primed or TaskSession(self._options, ssml=ssml, task_id=self._next_task_id)
                 self._next_task_id = new_task_id()
                 session.start_metrics(
                     requested_at=requested_at,
@@ -472,7 +530,16 @@ class SpeechSynthesizer:
             raise InvalidTaskError("streaming_call() after async_streaming_complete(): the task is ending")
         run = self._running()
         if run is None:
+            if self._streamed:
+                raise InvalidTaskError(
+                    "streaming_call() after the streaming task ended (completed, cancelled or failed):"
+                    " as in the SDK, a synthesizer runs one streaming task; create another synthesizer"
+                    " (or borrow one from the pool)"
+                )
             run = self._start(ssml=self._enable_ssml, first_text=text)
+            # Once started (the SDK marks it before: a task that could not start cannot be
+            # retried there; here the failed streaming_call() may be repeated).
+            self._streamed = True
         run.send_text(text)
 
     def streaming_flush(self) -> None:
@@ -587,11 +654,10 @@ class SpeechSynthesizer:
             if threading.current_thread() is not run.dispatcher:
                 run.closed.wait(self._timeouts.close)
         self._reclaim()
-        warm, self._warm = self._warm, None
-        if warm is not None and self._pool is None:
-            close_quietly(warm, self._timeouts.close)
-        elif warm is not None:
-            self._warm = warm  # a pooled synthesizer's connection goes back with return_synthesizer()
+        # A pooled synthesizer's connection goes back with return_synthesizer().
+        if self._pool is None and self._warm is not None:
+            warm, self._warm = self._warm, None
+            close_quietly(warm.ws, self._timeouts.close)
 
     def get_last_request_id(self) -> str:
         """The task id of the last (or current, or next) task."""
