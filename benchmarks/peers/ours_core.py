@@ -342,6 +342,7 @@ async def concurrency(s: dict) -> dict:
     c1, w1, sc1 = time.process_time(), clock(), _server_cpu(pid)
     sampler.cancel()
     lags = await lag.stop()
+    stats = synth.pool_stats
     await synth.aclose()
     return {
         "streams": n,
@@ -361,6 +362,7 @@ async def concurrency(s: dict) -> dict:
         "cpu_util": (c1 - c0) / (w1 - w0),
         "server_cpu_util": (sc1 - sc0) / (w1 - w0) if pid else None,
         "idle_conn_kib": (rss_idle - rss0) / n / 1024,
+        "connections_opened": stats.opened,
         "active_stream_kib": (st.peak - rss_idle) / n / 1024,
     }
 

@@ -206,7 +206,12 @@ class _ClientConnection(ClientConnection, asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.protocol.close_rcvd is not None or framing_error(self) is not None:
+        protocol = self.protocol
+        if protocol.close_rcvd is not None or (
+            # framing_error() only when a failure is recorded at all: this runs for every read.
+            (protocol.parser_exc is not None or self.connection_exc is not None)
+            and framing_error(self) is not None
+        ):
             self._abort()
 
     def set_connection_exc(self, exc: BaseException | None) -> None:
