@@ -559,6 +559,7 @@ def _conc_line(r: dict) -> str:
         f"p99 {r['loop_lag']['p99_ms']} ms, client CPU {r['cpu_util'] * 100:.0f}%"
         + (f" ({cpu:.2f} ms per audio second)" if cpu else "")
         + server
+        + f"; {r['idle_conn_kib']:.0f} KiB/idle connection, {r['active_stream_kib']:.0f} KiB/active stream"
     )
 
 
@@ -877,38 +878,9 @@ def _measure(
         f"({time.monotonic() - started:.0f} s so far)"
     )
     if core is not None:
-        levels = []
-        best = None
-        for n in st.concurrency_levels:
-            r = run_driver(
-                core,
-                {
-                    "scenario": "concurrency",
-                    "url": conc_url,
-                    "streams": n,
-                    "stagger_s": st.concurrency_stagger_s,
-                    "server_pid": conc_pid,
-                },
-                timeout=300,
-            )
-            if "error" in r:
-                echo(f"  ! {n} streams: {r['error'][:300]}")
-                levels.append({"streams": n, "error": r["error"]})
-                break
-            levels.append(r)
-            server = (
-                f", server {r['server_cpu_util'] * 100:.0f}%" if r.get("server_cpu_util") is not None else ""
-            )
-            echo(
-                f"  {n:>5} streams: {r['late_frames']} late frames (worst {r['worst_late_ms']} ms), "
-                f"{r['errors']} errors, loop lag p99 {r['loop_lag']['p99_ms']} ms, client CPU "
-                f"{r['cpu_util'] * 100:.0f}%{server}; {r['idle_conn_kib']:.0f} KiB/idle connection, "
-                f"{r['active_stream_kib']:.0f} KiB/active stream"
-            )
-            if r["late_frames"] or r["errors"]:
-                break
-            best = r
-        results["concurrency"] = {"levels": levels, "best": best}
+        _measure_concurrency(st, core, conc_url, conc_pid, results)
+        echo(f"[6b/7] short utterances: {st.short_streams} voice agents x {st.short_turns} replies of 2.4 s")
+        _measure_short(st, core, conc_url, conc_pid, results)
 
 
 if __name__ == "__main__":
