@@ -17,6 +17,8 @@ SHORT = {
     "pipecat-dashscope": "pipecat-dashscope",
     "livekit-aliyun": "livekit-plugins-aliyun",
 }
+#: Markers of the "CPU and concurrency" before/after section, kept across regenerations.
+CPU_CONC_BEGIN, CPU_CONC_END = "<!-- cpu-concurrency:begin -->", "<!-- cpu-concurrency:end -->"
 PEER_FOR = {"ours-core": "sdk", "ours-pipecat": "pipecat-dashscope", "ours-livekit": "livekit-aliyun"}
 
 
@@ -650,6 +652,12 @@ def write_report(results: dict, path: Path) -> None:
     elif conc.get("error"):
         add(f"Not measured: {conc['error'][:300]}")
         add("")
+    # The before/after record of a performance change (hand-written, measured with the
+    # single-scenario runs) is kept as it is when the page is regenerated.
+    old = path.read_text() if path.exists() else ""
+    if CPU_CONC_BEGIN in old and CPU_CONC_END in old:
+        add(CPU_CONC_BEGIN + old.split(CPU_CONC_BEGIN, 1)[1].split(CPU_CONC_END, 1)[0] + CPU_CONC_END)
+        add("")
     add("## Targets")
     add("")
     L.extend(_targets(results))
@@ -660,7 +668,10 @@ def write_report(results: dict, path: Path) -> None:
     add("")
     add(
         "`make bench` runs `python -m benchmarks.run` in the project venv. `BENCH_QUICK=1 make bench` is a smoke "
-        "run with 5 utterances per cell. Files: `benchmarks/run.py` (orchestration), `benchmarks/proxy.py` (latency "
+        "run with 5 utterances per cell. One scenario alone, our core only: `python -m benchmarks.run --scenario "
+        "cpu`, `--scenario short` (200 voice agents x 5 short replies) or `--scenario concurrency [--levels "
+        "100,300,500]` (both ramps, long and short utterances); each prints its figures and writes "
+        "`.bench/results-<scenario>.json`. The short-utterance ramp and scenario add about 3 minutes to `make bench`. Files: `benchmarks/run.py` (orchestration), `benchmarks/proxy.py` (latency "
         "proxy, also `python -m benchmarks.proxy`), `benchmarks/backend.py` (embedded servers in their own "
         "process), `benchmarks/envs.py` (peer environments), `benchmarks/peers/*.py` (one driver per client, each "
         "printing a JSON result), `benchmarks/report.py`, `benchmarks/plot.py`, `benchmarks/profile.py`."
