@@ -292,8 +292,16 @@ class ConnectionPool:
                 return
             timeout = max(0.05, min(deadlines) - now + 0.01) if deadlines else None
             self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            if timeout is None:
+                await self._wake.wait()
+                continue
+            # The deadline sets the event itself: one timer per wait, where asyncio.wait_for()
+            # would add a task and its own timer (this loop wakes on every acquire and release).
+            timer = asyncio.get_running_loop().call_later(timeout, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
 
     async def _open_spare(self) -> None:
         try:
