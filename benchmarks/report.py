@@ -17,6 +17,8 @@ SHORT = {
     "pipecat-dashscope": "pipecat-dashscope",
     "livekit-aliyun": "livekit-plugins-aliyun",
 }
+#: Markers of the "CPU and concurrency" before/after section, kept across regenerations.
+CPU_CONC_BEGIN, CPU_CONC_END = "<!-- cpu-concurrency:begin -->", "<!-- cpu-concurrency:end -->"
 PEER_FOR = {"ours-core": "sdk", "ours-pipecat": "pipecat-dashscope", "ours-livekit": "livekit-aliyun"}
 
 
@@ -140,6 +142,20 @@ def headline_lines(results: dict) -> list[str]:
             f"Concurrency: {'at least ' if capped else ''}{b['streams']} simultaneous real-time streams in one "
             f"process on one core, no frame late, event-loop lag p99 {fmt(b['loop_lag']['p99_ms'])} ms"
             + (" (the top of the ramp)" if capped else "")
+        )
+    for key, what in (("concurrency", "long"), ("concurrency_short", "short")):
+        at500 = next((r for r in results.get(key, {}).get("levels", []) if r.get("streams") == 500), None)
+        if at500 and "error" not in at500:
+            lines.append(
+                f"500 real-time streams ({what} utterances): {at500['late_frames']} late frames, event-loop lag "
+                f"p99 {fmt(at500['loop_lag']['p99_ms'])} ms"
+            )
+    short = results.get("short")
+    if short and "error" not in short and short.get("cpu_ms_per_audio_s"):
+        lines.append(
+            f"Short utterances ({short['streams']} voice agents at once, {short['turns']} replies of 2.4 s each, "
+            f"warm pool): {short['cpu_ms_per_audio_s']:.2f} ms client CPU per audio second, event-loop lag p99 "
+            f"{fmt(short['loop_lag']['p99_ms'])} ms, {short['late_frames']} late frames"
         )
     return lines
 
@@ -333,6 +349,23 @@ def _targets(results: dict) -> list[str]:
         n = best["streams"] if best else 0
         out.append(
             f"| ≥ 200 simultaneous real-time streams on one core | {n} | {'met' if n >= 200 else 'missed'} |"
+        )
+    for key, what in (("concurrency", "long"), ("concurrency_short", "short")):
+        at500 = next((r for r in results.get(key, {}).get("levels", []) if r.get("streams") == 500), None)
+        if at500 is None or "error" in at500:
+            continue
+        p99 = at500["loop_lag"]["p99_ms"]
+        ok = at500["late_frames"] == 0 and p99 is not None and p99 < 20
+        out.append(
+            f"| 500 real-time streams ({what} utterances): loop lag p99 < 20 ms, no late frame | "
+            f"p99 {fmt(p99)} ms, {at500['late_frames']} late frames | {'met' if ok else 'missed'} |"
+        )
+    short = results.get("short")
+    if short and "error" not in short and short.get("cpu_ms_per_audio_s"):
+        v = short["cpu_ms_per_audio_s"]
+        out.append(
+            f"| short utterances (2.4 s, {short['streams']} at once, warm pool) ≤ 1.5 ms client CPU per audio "
+            f"second | {v:.2f} ms | {'met' if v <= 1.5 else 'missed'} |"
         )
     return out
 
@@ -578,7 +611,10 @@ def write_report(results: dict, path: Path) -> None:
             "doing, not the client's."
         )
         add("")
-        for key, title in (("concurrency", "Core"),):
+        for key, title in (
+            ("concurrency", "Core, long utterances (13 s of audio, one per stream)"),
+            ("concurrency_short", "Core, short utterances (2.4 s of audio, 5 per stream, 0.5 s between)"),
+        ):
             levels = results.get(key, {}).get("levels")
             if not levels:
                 continue
@@ -603,8 +639,24 @@ def write_report(results: dict, path: Path) -> None:
                     f"{row['idle_conn_kib']:.0f} | {row['active_stream_kib']:.0f} |"
                 )
             add("")
+        short = results.get("short")
+        if short and "error" not in short:
+            add(
+                f"**Short utterances on a warm pool**: {short['streams']} voice agents at once in one process, each "
+                f"saying {short['turns']} replies of 2.4 s (the next one 0.5 s after the last one's audio has played "
+                f"out): {fmt(short.get('cpu_ms_per_audio_s'), 2)} ms of client CPU per second of audio (process "
+                f"CPU over all the audio delivered), event-loop lag p99 {fmt(short['loop_lag']['p99_ms'], 2)} ms, "
+                f"{short['late_frames']} late frames, {short['errors']} errors."
+            )
+            add("")
     elif conc.get("error"):
         add(f"Not measured: {conc['error'][:300]}")
+        add("")
+    # The before/after record of a performance change (hand-written, measured with the
+    # single-scenario runs) is kept as it is when the page is regenerated.
+    old = path.read_text() if path.exists() else ""
+    if CPU_CONC_BEGIN in old and CPU_CONC_END in old:
+        add(CPU_CONC_BEGIN + old.split(CPU_CONC_BEGIN, 1)[1].split(CPU_CONC_END, 1)[0] + CPU_CONC_END)
         add("")
     add("## Targets")
     add("")
@@ -616,7 +668,10 @@ def write_report(results: dict, path: Path) -> None:
     add("")
     add(
         "`make bench` runs `python -m benchmarks.run` in the project venv. `BENCH_QUICK=1 make bench` is a smoke "
-        "run with 5 utterances per cell. Files: `benchmarks/run.py` (orchestration), `benchmarks/proxy.py` (latency "
+        "run with 5 utterances per cell. One scenario alone, our core only: `python -m benchmarks.run --scenario "
+        "cpu`, `--scenario short` (200 voice agents x 5 short replies) or `--scenario concurrency [--levels "
+        "100,300,500]` (both ramps, long and short utterances); each prints its figures and writes "
+        "`.bench/results-<scenario>.json`. The short-utterance ramp and scenario add about 3 minutes to `make bench`. Files: `benchmarks/run.py` (orchestration), `benchmarks/proxy.py` (latency "
         "proxy, also `python -m benchmarks.proxy`), `benchmarks/backend.py` (embedded servers in their own "
         "process), `benchmarks/envs.py` (peer environments), `benchmarks/peers/*.py` (one driver per client, each "
         "printing a JSON result), `benchmarks/report.py`, `benchmarks/plot.py`, `benchmarks/profile.py`."

@@ -5,6 +5,11 @@
     BENCH_QUICK=1 python -m benchmarks.run   # a smoke run with few utterances
     python -m benchmarks.run --scenario llm [--n N]   # only "LLM token stream, first
                                         # token -> first audio" (benchmarks/llm.py)
+    python -m benchmarks.run --scenario cpu          # only client CPU per audio second (core)
+    python -m benchmarks.run --scenario concurrency [--levels 100,300,500]   # only N
+                                        # real-time streams, long and short utterances (core)
+    python -m benchmarks.run --scenario short        # only 200 concurrent short replies
+                                        # on a warm pool: CPU per audio second, loop lag
 
 What runs where (2 cores): the embedded server and the latency proxy on
 CPU 1, every client (ours and the peers, each a driver subprocess in its own
@@ -63,6 +68,10 @@ class Settings:
     concurrency_stagger_s: float = 1.5
     conc_tone_word_ms: int = 100  # 13 s of audio per stream, 3.9 s to send at RTF 0.3: the streams overlap
     conc_tone_gap_ms: int = 25
+    # Short utterances (voice-agent replies): 2.4 s of audio each, several turns per stream.
+    short_streams: int = 200
+    short_turns: int = 3 if QUICK else 5
+    short_turn_gap_s: float = 0.5
     llm_token_rates: tuple[int, ...] = (20, 40, 80)
     n_llm: int = 5 if QUICK else 20
 
@@ -262,8 +271,16 @@ def main() -> None:
         return
     if "--scenario" in sys.argv:
         scenario = sys.argv[sys.argv.index("--scenario") + 1]
+        if scenario in ("cpu", "concurrency", "short"):
+            levels = (
+                tuple(int(x) for x in sys.argv[sys.argv.index("--levels") + 1].split(","))
+                if "--levels" in sys.argv
+                else None
+            )
+            main_core(scenario, levels)
+            return
         if scenario != "llm":
-            sys.exit(f"unknown scenario {scenario!r}: expected llm")
+            sys.exit(f"unknown scenario {scenario!r}: expected llm, cpu, concurrency or short")
         n = int(sys.argv[sys.argv.index("--n") + 1]) if "--n" in sys.argv else None
         only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
         main_llm(n, only)
@@ -450,6 +467,144 @@ def main_llm(n: int | None, only: list[str] | None = None) -> None:
     for line in llm.section(results):
         if line.startswith("- "):
             echo(line)
+
+
+def main_core(scenario: str, levels: tuple[int, ...] | None) -> None:
+    """Scenario "cpu", "concurrency" or "short" alone, our core only: figures are printed and
+    written to ``.bench/results-<scenario>.json`` (docs/benchmarks.md is left as it is)."""
+    st = Settings()
+    if levels is not None:
+        st.concurrency_levels = levels
+    core = CLIENTS[0]
+    results: dict[str, Any] = {
+        "settings": st.__dict__.copy(),
+        "machine": machine_info(),
+        "started": time.time(),
+    }
+    results["settings"]["concurrency_levels"] = list(st.concurrency_levels)
+    results["settings"]["rtts_ms"] = list(st.rtts_ms)
+    timed = {
+        "chunk_ms": st.chunk_ms,
+        "first_packet_delay_ms": st.first_packet_delay_ms,
+        "rtf": st.rtf,
+        "tone_word_ms": st.conc_tone_word_ms,
+        "tone_gap_ms": st.conc_tone_gap_ms,
+    }
+    fast = {
+        "chunk_ms": st.chunk_ms,
+        "tone_word_ms": st.cpu_tone_word_ms,
+        "tone_gap_ms": st.cpu_tone_gap_ms,
+        "first_packet_delay_ms": 0.0,
+        "rtf": 0.0,
+    }
+    backend = Background(
+        [sys.executable, "-m", "benchmarks.backend", json.dumps({"conc": timed, "fast": fast})], SERVER_CPU
+    )
+    servers = backend.info["servers"]
+    try:
+        if scenario == "cpu":
+            _measure_cpu(st, core, servers["fast"]["url"], results)
+        elif scenario == "short":
+            _measure_short(st, core, servers["conc"]["url"], backend.proc.pid, results)
+        else:
+            _measure_concurrency(st, core, servers["conc"]["url"], backend.proc.pid, results)
+    finally:
+        backend.stop()
+    path = envs.BENCH_DIR / f"results-{scenario}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+    echo(f"  wrote {path.relative_to(ROOT)}")
+
+
+def _measure_cpu(st: Settings, core: Client, url: str, results: dict) -> None:
+    """Client CPU per audio second of the core, long then short utterances back to back."""
+    raw = Client("raw", "bare WebSocket client", "project", "raw_floor.py")
+    fast_bytes = run_driver(raw, {"scenario": "bytes", "url": url})
+    cpu: dict[str, Any] = {}
+    for rate in st.cpu_rates:
+        spec = {
+            "scenario": "cpu",
+            "url": url,
+            "sample_rate": rate,
+            "utterances": st.cpu_utterances,
+            "rounds": st.cpu_rounds,
+            "expected_bytes": fast_bytes,
+        }
+        cpu[str(rate)] = r = run_driver(core, spec, timeout=300)
+        echo(f"  core, long utterances, {rate} Hz: " + _cpu_cell(r))
+    spec = {
+        "scenario": "cpu",
+        "url": url,
+        "sample_rate": 24000,
+        "utterances": st.cpu_utterances * 5,
+        "rounds": st.cpu_rounds,
+        "utterance": "short",
+    }
+    cpu["short-24000"] = r = run_driver(core, spec, timeout=300)
+    echo("  core, short utterances, 24000 Hz: " + _cpu_cell(r))
+    results["cpu"] = {"ours-core": cpu}
+
+
+def _cpu_cell(r: dict) -> str:
+    if "cpu_ms_per_audio_s" in r:
+        return f"{r['cpu_ms_per_audio_s']:.2f} ms per audio second"
+    return "error: " + str(r.get("error", "?"))[:300]
+
+
+def _conc_line(r: dict) -> str:
+    server = f", server {r['server_cpu_util'] * 100:.0f}%" if r.get("server_cpu_util") is not None else ""
+    cpu = r.get("cpu_ms_per_audio_s")
+    return (
+        f"{r['late_frames']} late frames (worst {r['worst_late_ms']} ms), {r['errors']} errors, loop lag "
+        f"p99 {r['loop_lag']['p99_ms']} ms, client CPU {r['cpu_util'] * 100:.0f}%"
+        + (f" ({cpu:.2f} ms per audio second)" if cpu else "")
+        + server
+        + f"; {r['idle_conn_kib']:.0f} KiB/idle connection, {r['active_stream_kib']:.0f} KiB/active stream"
+    )
+
+
+def _conc_spec(st: Settings, url: str, pid: int, n: int, utterance: str) -> dict:
+    spec: dict[str, Any] = {
+        "scenario": "concurrency",
+        "url": url,
+        "streams": n,
+        "stagger_s": st.concurrency_stagger_s,
+        "server_pid": pid,
+        "utterance": utterance,
+    }
+    if utterance == "short":
+        spec.update(turns=st.short_turns, turn_gap_s=st.short_turn_gap_s)
+    return spec
+
+
+def _measure_short(st: Settings, core: Client, url: str, pid: int, results: dict) -> None:
+    """``short_streams`` voice agents at once, each saying ``short_turns`` 2.4 s replies."""
+    r = run_driver(core, _conc_spec(st, url, pid, st.short_streams, "short"), timeout=300)
+    if "error" in r:
+        echo(f"  ! short utterances: {r['error'][:300]}")
+    else:
+        echo(f"  {st.short_streams} streams x {st.short_turns} short utterances: " + _conc_line(r))
+    results["short"] = r
+
+
+def _measure_concurrency(st: Settings, core: Client, url: str, pid: int, results: dict) -> None:
+    """The ramp of N real-time streams, long utterances then short ones; each ramp stops
+    at its first level with a late frame or an error."""
+    for utterance, key in (("long", "concurrency"), ("short", "concurrency_short")):
+        levels = []
+        best = None
+        for n in st.concurrency_levels:
+            r = run_driver(core, _conc_spec(st, url, pid, n, utterance), timeout=300)
+            if "error" in r:
+                echo(f"  ! {n} streams ({utterance}): {r['error'][:300]}")
+                levels.append({"streams": n, "error": r["error"]})
+                break
+            levels.append(r)
+            echo(f"  {n:>5} streams ({utterance}): " + _conc_line(r))
+            if r["late_frames"] or r["errors"]:
+                break
+            best = r
+        results[key] = {"levels": levels, "best": best}
 
 
 def report(results: dict) -> None:
@@ -723,38 +878,9 @@ def _measure(
         f"({time.monotonic() - started:.0f} s so far)"
     )
     if core is not None:
-        levels = []
-        best = None
-        for n in st.concurrency_levels:
-            r = run_driver(
-                core,
-                {
-                    "scenario": "concurrency",
-                    "url": conc_url,
-                    "streams": n,
-                    "stagger_s": st.concurrency_stagger_s,
-                    "server_pid": conc_pid,
-                },
-                timeout=300,
-            )
-            if "error" in r:
-                echo(f"  ! {n} streams: {r['error'][:300]}")
-                levels.append({"streams": n, "error": r["error"]})
-                break
-            levels.append(r)
-            server = (
-                f", server {r['server_cpu_util'] * 100:.0f}%" if r.get("server_cpu_util") is not None else ""
-            )
-            echo(
-                f"  {n:>5} streams: {r['late_frames']} late frames (worst {r['worst_late_ms']} ms), "
-                f"{r['errors']} errors, loop lag p99 {r['loop_lag']['p99_ms']} ms, client CPU "
-                f"{r['cpu_util'] * 100:.0f}%{server}; {r['idle_conn_kib']:.0f} KiB/idle connection, "
-                f"{r['active_stream_kib']:.0f} KiB/active stream"
-            )
-            if r["late_frames"] or r["errors"]:
-                break
-            best = r
-        results["concurrency"] = {"levels": levels, "best": best}
+        _measure_concurrency(st, core, conc_url, conc_pid, results)
+        echo(f"[6b/7] short utterances: {st.short_streams} voice agents x {st.short_turns} replies of 2.4 s")
+        _measure_short(st, core, conc_url, conc_pid, results)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,11 @@ LONG_TEXT = (
     "厨房十点关门，请提前安排点餐。请问还有什么可以帮您的吗？"
 )
 
+#: A short utterance (scenario "short", the short half of concurrency): a voice agent's
+#: one-sentence reply, 2.4 s of tone audio at the concurrency server's 100 + 25 ms a
+#: character (19 characters; punctuation is silent).
+SHORT_TEXT = "您周五晚上的预订已经确认，靠窗的四人桌。"
+
 API_KEY = "sk-benchmark-not-a-real-key"
 MODEL = "cosyvoice-v3-flash"
 VOICE = "longanyang"

@@ -21,6 +21,7 @@ from _common import (
     LLM_TOKENS,
     LONG_TEXT,
     MODEL,
+    SHORT_TEXT,
     TEXT,
     TOKENS,
     VOICE,
@@ -209,12 +210,13 @@ async def interrupt(s: dict) -> dict:
 async def cpu(s: dict) -> dict:
     """Process CPU time over seconds of audio delivered (whole texts, back to back), in rounds."""
     url, rate = s["url"], s["sample_rate"]
+    text = SHORT_TEXT if s.get("utterance") == "short" else LONG_TEXT
     synth = _synth(url, rate)
     await synth.prewarm()
 
     async def once() -> int:
         n = 0
-        async for ev in synth.synthesize(LONG_TEXT):
+        async for ev in synth.synthesize(text):
             if isinstance(ev, AudioChunk):
                 n += len(ev.audio)
         return n
@@ -253,33 +255,45 @@ class _Level:
         self.errors = 0
         self.first_error: str | None = None
         self.peak = 0
+        self.audio_s = 0.0
+        self.utterances = 0
 
 
-async def _one_stream(synth: AsyncSynthesizer, delay: float, st: _Level, jitter: float) -> None:
+async def _one_stream(
+    synth: AsyncSynthesizer, delay: float, st: _Level, jitter: float, text: str, turns: int, turn_gap: float
+) -> None:
+    """``turns`` utterances of ``text``; each next one when the last one's audio has played
+    out, plus ``turn_gap`` (the user's turn). A frame is late when it comes after it is due."""
     await asyncio.sleep(delay)
-    t_first = None
-    audio_s = 0.0
-    index = 0
-    late_here = False
-    try:
-        async for ev in synth.synthesize(LONG_TEXT):
-            if isinstance(ev, AudioChunk) and ev.audio:
-                now = clock()
-                if t_first is None:
-                    t_first = now + jitter
-                due = t_first + audio_s
-                if now > due:
-                    st.late += 1
-                    st.late_early += index < 3
-                    late_here = True
-                    st.worst = max(st.worst, now - due)
-                audio_s += len(ev.audio) / 2 / 24000
-                st.frames += 1
-                index += 1
-    except Exception as error:
-        st.errors += 1
-        st.first_error = st.first_error or f"{type(error).__name__}: {error}"[:300]
-    st.late_streams += late_here
+    for _ in range(turns):
+        t_first = None
+        audio_s = 0.0
+        index = 0
+        late_here = False
+        try:
+            async for ev in synth.synthesize(text):
+                if isinstance(ev, AudioChunk) and ev.audio:
+                    now = clock()
+                    if t_first is None:
+                        t_first = now + jitter
+                    due = t_first + audio_s
+                    if now > due:
+                        st.late += 1
+                        st.late_early += index < 3
+                        late_here = True
+                        st.worst = max(st.worst, now - due)
+                    audio_s += len(ev.audio) / 2 / 24000
+                    st.frames += 1
+                    index += 1
+        except Exception as error:
+            st.errors += 1
+            st.first_error = st.first_error or f"{type(error).__name__}: {error}"[:300]
+            return
+        st.late_streams += late_here
+        st.audio_s += audio_s
+        st.utterances += 1
+        if t_first is not None:
+            await asyncio.sleep(max(0.0, t_first + audio_s - clock()) + turn_gap)
 
 
 async def _sample_rss(st: _Level) -> None:
@@ -290,8 +304,12 @@ async def _sample_rss(st: _Level) -> None:
 
 async def concurrency(s: dict) -> dict:
     """N simultaneous streams in this (fresh) process: a frame is late when delivered
-    after it is due (the stream's first audio plus the audio before it)."""
+    after it is due (the stream's first audio plus the audio before it). ``utterance``:
+    "long" (LONG_TEXT, one per stream) or "short" (SHORT_TEXT, ``turns`` per stream,
+    a voice agent's replies on a warm pool)."""
     n = s["streams"]
+    text = SHORT_TEXT if s.get("utterance") == "short" else LONG_TEXT
+    turns = s.get("turns", 1)
     synth = _synth(s["url"], max_idle_connections=n)
     gc.collect()
     rss0 = _rss()
@@ -308,14 +326,31 @@ async def concurrency(s: dict) -> dict:
     pid = s.get("server_pid")
     c0, w0, sc0 = time.process_time(), clock(), _server_cpu(pid)
     await asyncio.gather(
-        *(_one_stream(synth, stagger * k / n, st, s.get("jitter_buffer_s", 0.0)) for k in range(n))
+        *(
+            _one_stream(
+                synth,
+                stagger * k / n,
+                st,
+                s.get("jitter_buffer_s", 0.0),
+                text,
+                turns,
+                s.get("turn_gap_s", 0.5),
+            )
+            for k in range(n)
+        )
     )
     c1, w1, sc1 = time.process_time(), clock(), _server_cpu(pid)
     sampler.cancel()
     lags = await lag.stop()
+    stats = synth.pool_stats
     await synth.aclose()
     return {
         "streams": n,
+        "utterance": s.get("utterance", "long"),
+        "turns": turns,
+        "utterances": st.utterances,
+        "audio_s": st.audio_s,
+        "cpu_ms_per_audio_s": (c1 - c0) * 1000 / st.audio_s if st.audio_s else None,
         "late_frames": st.late,
         "late_early_frames": st.late_early,
         "late_streams": st.late_streams,
@@ -327,6 +362,7 @@ async def concurrency(s: dict) -> dict:
         "cpu_util": (c1 - c0) / (w1 - w0),
         "server_cpu_util": (sc1 - sc0) / (w1 - w0) if pid else None,
         "idle_conn_kib": (rss_idle - rss0) / n / 1024,
+        "connections_opened": stats.opened,
         "active_stream_kib": (st.peak - rss_idle) / n / 1024,
     }
 

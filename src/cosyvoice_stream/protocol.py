@@ -159,9 +159,13 @@ def new_task_id() -> str:
     return uuid.uuid4().hex
 
 
+#: One encoder for every message: json.dumps() with these arguments builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _message(action: str, task_id: str, payload: dict[str, Any]) -> str:
     header = {"action": action, "task_id": task_id, "streaming": "duplex"}
-    return json.dumps({"header": header, "payload": payload}, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode({"header": header, "payload": payload})
 
 
 def wire_parameters(options: SynthesisOptions, *, ssml: bool) -> dict[str, Any]:
