@@ -58,7 +58,7 @@ typecheck: $(DEV_STAMP)
 	$(PY) -m mypy
 
 test: $(DEV_STAMP) lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 4  # four workers: most tests wait on sockets and deadlines, not on a core
 
 bench: $(DEV_STAMP)
 	$(PY) -m benchmarks.run
