@@ -84,33 +84,51 @@ def resolve_url(url: str | None = None, *, region: str | None = None, workspace:
     return check_url(url)
 
 
-def check_url(url: str) -> str:
-    """The URL, if it is safe to send a key to; errors show it without query or user info."""
+def check_url(
+    url: object,
+    *,
+    secure: str = "wss",
+    plain: str = "ws",
+    example: str = "wss://host/path",
+    name: str = "url",
+    parameter: str = "url",
+    any_query: bool = False,
+) -> str:
+    """``url``, if it is safe to send a key to: ``secure``, or ``plain`` to a loopback
+    host only, with no credentials in it (nor any query at all with ``any_query``).
+
+    Errors name ``name`` and show the URL without its query or user info.
+    """
     if not isinstance(url, str):
-        raise InvalidParameterError(f"url must be a str, got {type(url).__name__}", parameter="url")
+        raise InvalidParameterError(f"{name} must be a str, got {type(url).__name__}", parameter=parameter)
     try:
         parts = urlsplit(url)
         host = parts.hostname
     except ValueError:
-        raise InvalidParameterError("url is not a valid URL", parameter="url") from None
+        raise InvalidParameterError(f"{name} is not a valid URL", parameter=parameter) from None
     shown = f"{parts.scheme}://{host or ''}{parts.path}"
     query = parts.query.lower()
-    if parts.username or parts.password or any(word in query for word in ("key", "token", "secret")):
+    if any_query and query:
+        credentials, what = True, "credentials or a query"
+    else:
+        credentials, what = any(word in query for word in ("key", "token", "secret")), "credentials"
+    if parts.username or parts.password or credentials:
         raise InvalidParameterError(
-            f"url={shown!r}... must not carry credentials; pass api_key= (it is sent as an"
+            f"{name}={shown!r}... must not carry {what}; pass api_key= (it is sent as an"
             " Authorization header)",
-            parameter="url",
+            parameter=parameter,
         )
-    if parts.scheme not in ("ws", "wss") or not host:
+    if parts.scheme not in (plain, secure) or not host:
         raise InvalidParameterError(
-            f"url={shown!r} is invalid: expected wss://host/path (ws:// only for loopback hosts)",
-            parameter="url",
+            f"{name}={shown!r} is invalid: expected {example} ({plain}:// only for loopback hosts)",
+            parameter=parameter,
         )
-    if parts.scheme == "ws" and not is_loopback(host):
+    if parts.scheme == plain and not is_loopback(host):
         raise InvalidParameterError(
-            f"url={shown!r} uses plain ws:// to a remote host; the API key would travel unencrypted."
-            " Use wss:// (plain ws:// is allowed only for loopback hosts such as 127.0.0.1)",
-            parameter="url",
+            f"{name}={shown!r} uses plain {plain}:// to a remote host; the API key would travel"
+            f" unencrypted. Use {secure}:// (plain {plain}:// is allowed only for loopback hosts"
+            " such as 127.0.0.1)",
+            parameter=parameter,
         )
     return url
 

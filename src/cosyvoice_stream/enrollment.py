@@ -22,9 +22,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from .endpoint import is_loopback
+from .endpoint import check_url
 from .errors import CosyVoiceError, InvalidParameterError
 from .redact import redact
 from .voices import KNOWN_MODELS
@@ -137,36 +136,15 @@ def http_base_url(
 
 def check_http_url(url: object) -> str:
     """``url`` if a key may be sent to it: https, or plain http to a loopback host only."""
-    if not isinstance(url, str):
-        raise InvalidParameterError(
-            f"base_http_api_url must be a str, got {type(url).__name__}", parameter="base_address"
-        )
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        raise InvalidParameterError(
-            "base_http_api_url is not a valid URL", parameter="base_address"
-        ) from None
-    shown = f"{parts.scheme}://{host or ''}{parts.path}"
-    if parts.username or parts.password or parts.query:
-        raise InvalidParameterError(
-            f"base_http_api_url={shown!r}... must not carry credentials or a query; pass api_key=",
-            parameter="base_address",
-        )
-    if parts.scheme not in ("http", "https") or not host:
-        raise InvalidParameterError(
-            f"base_http_api_url={shown!r} is invalid: expected https://host/api/v1"
-            " (http:// only for loopback hosts)",
-            parameter="base_address",
-        )
-    if parts.scheme == "http" and not is_loopback(host):
-        raise InvalidParameterError(
-            f"base_http_api_url={shown!r} uses plain http:// to a remote host; the API key would"
-            " travel unencrypted. Use https:// (http:// is allowed only for loopback hosts)",
-            parameter="base_address",
-        )
-    return url
+    return check_url(
+        url,
+        secure="https",
+        plain="http",
+        example="https://host/api/v1",
+        name="base_http_api_url",
+        parameter="base_address",
+        any_query=True,  # paths are appended to it
+    )
 
 
 def customization_url(base_url: str) -> str:
