@@ -31,11 +31,8 @@ def handle() -> Iterator[ServerHandle]:
 
 
 @pytest.fixture(autouse=True)
-def sdk_key() -> Iterator[None]:
-    previous = dashscope.api_key
-    dashscope.api_key = API_KEY
-    yield
-    dashscope.api_key = previous
+def sdk_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashscope, "api_key", API_KEY)
 
 
 class Collector(ResultCallback):

@@ -33,11 +33,8 @@ def handle() -> Iterator[ServerHandle]:
 
 
 @pytest.fixture(autouse=True)
-def sdk_key() -> Iterator[None]:
-    previous = dashscope.api_key
-    dashscope.api_key = API_KEY
-    yield
-    dashscope.api_key = previous
+def sdk_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashscope, "api_key", API_KEY)
 
 
 def _sdk_call(handle: ServerHandle, model: str, voice: str) -> bytes | None:

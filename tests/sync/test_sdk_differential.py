@@ -31,11 +31,8 @@ LONG = " ".join(f"Sentence number {n} of a long text that keeps the server busy.
 
 
 @pytest.fixture(autouse=True)
-def sdk_key() -> Iterator[None]:
-    previous = dashscope.api_key
-    dashscope.api_key = KEY
-    yield
-    dashscope.api_key = previous
+def sdk_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashscope, "api_key", KEY)
 
 
 @pytest.fixture
