@@ -7,26 +7,12 @@ transcripts must follow the audio frames within 30 ms.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from livekit.agents.utils import is_given
 from livekit.plugins import cosyvoice
 from livekit_helpers import run_stream
-
-TEXT = "one two three. four five. six seven eight nine."
-VARIANTS = [
-    (placement, origin, legacy)
-    for placement in ("sentence-end", "task-finished", "task-finished-flat", "both")
-    for origin in ("task", "sentence")
-    for legacy in (False, True)
-]
-
-
-def onsets(samples: np.ndarray, rate: int) -> list[float]:
-    """Seconds at which each tone word starts (silence to sound)."""
-    loud = np.abs(samples.astype(np.int32)) > 0
-    edges = np.flatnonzero(loud[1:] & ~loud[:-1]) + 1
-    return [s / rate for s in ([0] if loud.size and loud[0] else []) + edges.tolist()]
+from word_variants import VARIANTS, onsets
+from word_variants import WORDS_TEXT as TEXT
 
 
 @pytest.mark.parametrize(("placement", "origin", "legacy"), VARIANTS)
@@ -40,7 +26,7 @@ async def test_transcripts_follow_the_audio(start_server, placement: str, origin
 
     words = [t for t in out.transcripts if t.strip()]
     assert [w.strip().strip(".") for w in words] == TEXT.replace(".", "").split()
-    heard = onsets(out.samples, tts.sample_rate)
+    heard = onsets(out.samples.tobytes(), tts.sample_rate)
     assert len(heard) == len(words)
     for word, onset in zip(words, heard, strict=True):
         assert is_given(word.start_time)

@@ -7,27 +7,14 @@ times must follow the audio the pipeline carries within 30 ms.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from pipecat.frames.frames import TTSSpeakFrame
 from pipecat_cosyvoice import CosyVoiceTTSService
 from pipecat_helpers import audio_bytes, run_pipeline, word_frames
+from word_variants import VARIANTS, onsets
+from word_variants import WORDS_TEXT as TEXT
 
-TEXT = "one two three. four five. six seven eight nine."
 RATE = 24000
-VARIANTS = [
-    (placement, origin, legacy)
-    for placement in ("sentence-end", "task-finished", "task-finished-flat", "both")
-    for origin in ("task", "sentence")
-    for legacy in (False, True)
-]
-
-
-def onsets(pcm: bytes, rate: int) -> list[float]:
-    """Seconds at which each tone word starts (silence to sound)."""
-    loud = np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.int32)) > 0
-    edges = np.flatnonzero(loud[1:] & ~loud[:-1]) + 1
-    return [s / rate for s in ([0] if loud.size and loud[0] else []) + edges.tolist()]
 
 
 @pytest.mark.parametrize(("placement", "origin", "legacy"), VARIANTS)

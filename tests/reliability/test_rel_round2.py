@@ -13,7 +13,6 @@ import json
 import logging
 import time
 
-import numpy as np
 import pytest
 from reliability_support import (
     RawLink,
@@ -22,11 +21,11 @@ from reliability_support import (
     ScriptedServer,
     drive,
     event,
-    samples,
     ws_close,
     ws_frame,
     ws_text,
 )
+from word_variants import VARIANTS, WORDS_TEXT, onsets
 
 from cosyvoice_stream import (
     AsyncSynthesizer,
@@ -415,22 +414,6 @@ async def test_server_bounds_the_ended_task_ids_it_remembers() -> None:
 
 
 # -- 6: word times match the audio in every server variant ---------------------------------------------
-
-WORDS_TEXT = "one two three. four five. six seven eight nine."
-VARIANTS = [
-    (placement, origin, legacy)
-    for placement in ("sentence-end", "task-finished", "task-finished-flat", "both")
-    for origin in ("task", "sentence")
-    for legacy in (False, True)
-]
-
-
-def onsets(pcm: bytes, rate: int) -> list[float]:
-    """Seconds at which each tone word starts: silence to sound."""
-    loud = np.abs(samples(pcm)) > 0
-    edges = np.flatnonzero(loud[1:] & ~loud[:-1]) + 1
-    starts = ([0] if loud.size and loud[0] else []) + edges.tolist()
-    return [s / rate for s in starts]
 
 
 @pytest.mark.parametrize(("placement", "origin", "legacy"), VARIANTS)
