@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -107,90 +106,3 @@ def collect_metrics(engine: tts.TTS) -> list[metrics.TTSMetrics]:
     found: list[metrics.TTSMetrics] = []
     engine.on("metrics_collected", found.append)
     return found
-
-
-class FaultProxy:
-    """A TCP proxy in front of the embedded server, standing in for toxiproxy.
-
-    ``blackhole = True`` is toxiproxy's ``timeout`` toxic with ``timeout=0``:
-    connections are accepted and held open, and nothing gets through in
-    either direction. ``pause()``/``resume()`` hold and then release the bytes
-    of connections (a slow network that recovers).
-    """
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.blackhole = False
-        self.accepted = 0
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self._accepted_changed = asyncio.Event()
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        port = self._server.sockets[0].getsockname()[1]
-        return f"ws://127.0.0.1:{port}/api-ws/v1/inference"
-
-    async def __aenter__(self) -> FaultProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    def pause(self) -> None:
-        self._flowing.clear()
-
-    def resume(self) -> None:
-        self._flowing.set()
-
-    async def wait_accepted(self, count: int) -> None:
-        async def wait() -> None:
-            while self.accepted < count:
-                self._accepted_changed.clear()
-                await self._accepted_changed.wait()
-
-        await asyncio.wait_for(wait(), LIMIT)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
-        self.accepted += 1
-        self._accepted_changed.set()
-        if self.blackhole:
-            await self._pump(reader, None)  # swallow everything; never answer, never close
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        self._writers.append(up_writer)
-        pumps = [
-            asyncio.ensure_future(self._pump(reader, up_writer)),
-            asyncio.ensure_future(self._pump(up_reader, writer)),
-        ]
-        self._tasks.update(pumps)
-        try:
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in pumps:
-                task.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
-            self._tasks.difference_update(pumps)
-            writer.transport.abort()
-            up_writer.transport.abort()
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None) -> None:
-        with contextlib.suppress(OSError, ConnectionError):
-            while data := await reader.read(65536):
-                await self._flowing.wait()
-                if writer is not None:
-                    writer.write(data)
-                    await writer.drain()

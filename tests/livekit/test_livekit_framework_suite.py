@@ -4,8 +4,8 @@ Ported from livekit/agents ``tests/test_tts.py`` (``_do_synthesis``,
 ``_do_stream``, the empty stream, the timeout and retry cases),
 ``test_tts_fallback.py`` and ``test_audio_emitter.py``. LiveKit runs them
 against cloud providers behind toxiproxy; here the provider is the embedded
-server and ``FaultProxy`` plays toxiproxy (its ``blackhole`` is the
-``timeout`` toxic with ``timeout=0``: connections accepted, nothing answered).
+server and ``TcpProxy`` plays toxiproxy (``stall()`` is the ``timeout`` toxic
+with ``timeout=0``: connections accepted, nothing gets through).
 
 What is checked differently, and why:
 
@@ -25,7 +25,8 @@ import time
 
 import pytest
 from livekit.agents import APIConnectOptions, APITimeoutError, tts
-from livekit_helpers import LIMIT, FaultProxy, collect_metrics, run_stream, spoken_tasks, tone_duration
+from livekit_helpers import LIMIT, collect_metrics, run_stream, spoken_tasks, tone_duration
+from reliability_support import TcpProxy, until
 
 from cosyvoice_stream.server import EmbeddedServer, Fault
 
@@ -108,8 +109,8 @@ async def do_stream(
 
 # -- test_tts_synthesize / test_tts_stream / test_tts_stream_empty --------------------------
 async def test_synthesize(server: EmbeddedServer, make_tts) -> None:
-    async with FaultProxy(server.port) as proxy:
-        engine = make_tts(base_url=proxy.url)
+    async with TcpProxy(server.port) as proxy:
+        engine = make_tts(base_url=proxy.url())
         engine.prewarm()
         metrics = collect_metrics(engine)
         events = await asyncio.wait_for(
@@ -121,8 +122,8 @@ async def test_synthesize(server: EmbeddedServer, make_tts) -> None:
 
 
 async def test_stream(server: EmbeddedServer, make_tts) -> None:
-    async with FaultProxy(server.port) as proxy:
-        engine = make_tts(base_url=proxy.url)
+    async with TcpProxy(server.port) as proxy:
+        engine = make_tts(base_url=proxy.url())
         engine.prewarm()
         metrics = collect_metrics(engine)
         events = await asyncio.wait_for(
@@ -168,17 +169,17 @@ async def _timeout_case(engine: tts.TTS, run) -> None:  # type: ignore[no-untype
 
 
 async def test_synthesize_timeout(server: EmbeddedServer, make_tts) -> None:
-    async with FaultProxy(server.port) as proxy:
-        proxy.blackhole = True
-        engine = make_tts(base_url=proxy.url)
+    async with TcpProxy(server.port) as proxy:
+        proxy.stall()  # nothing gets through in either direction
+        engine = make_tts(base_url=proxy.url())
         await _timeout_case(engine, lambda options: do_synthesis(engine, TEXT, options))
         await engine.aclose()
 
 
 async def test_stream_timeout(server: EmbeddedServer, make_tts) -> None:
-    async with FaultProxy(server.port) as proxy:
-        proxy.blackhole = True
-        engine = make_tts(base_url=proxy.url)
+    async with TcpProxy(server.port) as proxy:
+        proxy.stall()  # nothing gets through in either direction
+        engine = make_tts(base_url=proxy.url())
         await _timeout_case(engine, lambda options: do_stream(engine, [TEXT], options))
         await engine.aclose()
 
@@ -221,12 +222,12 @@ async def test_acquire_time_is_the_whole_wait_for_a_connection(server: EmbeddedS
     said 0.0 here.
     """
     held = 0.5
-    async with FaultProxy(server.port) as proxy:
-        engine = make_tts(base_url=proxy.url)
+    async with TcpProxy(server.port) as proxy:
+        engine = make_tts(base_url=proxy.url())
         metrics = collect_metrics(engine)
-        proxy.pause()
+        proxy.stall()
         engine.prewarm()
-        await proxy.wait_accepted(1)
+        await until(lambda: len(proxy.links) >= 1, LIMIT, "the proxy accepted prewarm's connection")
         async with engine.stream(conn_options=APIConnectOptions(max_retry=0, timeout=5.0)) as stream:
             stream.push_text("Waiting for the line.")
             stream.end_input()
@@ -251,9 +252,9 @@ async def test_text_after_flush_is_dropped_by_the_framework(server: EmbeddedServ
 
 # -- test_tts_fallback.py -------------------------------------------------------------------
 async def test_fallback_adapter_moves_on_after_the_timeout(server: EmbeddedServer, make_tts) -> None:
-    async with FaultProxy(server.port) as proxy:
-        proxy.blackhole = True
-        dead = make_tts(base_url=proxy.url, prestart=False)
+    async with TcpProxy(server.port) as proxy:
+        proxy.stall()  # nothing gets through in either direction
+        dead = make_tts(base_url=proxy.url(), prestart=False)
         alive = make_tts()
         fallback = tts.FallbackAdapter([dead, alive], max_retry_per_tts=0)
         availability: list[tuple[tts.TTS, bool]] = []
