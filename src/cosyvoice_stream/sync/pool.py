@@ -311,6 +311,9 @@ class SpeechSynthesizerObjectPool:
                     parameter="synthesizer",
                 )
             self._borrowed.discard(synthesizer)
+            # Its connection is neither lent nor idle until it is back below: counted as
+            # busy meanwhile, so that the maintainer does not open a replacement for it.
+            self._busy += 1
         synthesizer.close()  # a running task is cut: nothing of it reaches the next borrower
         warm, synthesizer._warm, synthesizer._pool = synthesizer._warm, None, None
         key = synthesizer._first_key  # set only by a task that finished cleanly on a pooled connection
@@ -324,6 +327,8 @@ class SpeechSynthesizerObjectPool:
                 if usable and key is not None and self.prestart and not self._closed:
                     usable = self._prime(warm, *key)  # the next task with these parameters is started
         with self._changed:
+            self._busy -= 1
+            self._changed.notify_all()  # back, or gone: the maintainer may open a replacement
             if key is not None:
                 self._remember(key)
             if warm is not None and warm.primed is not None and len(self._idle) >= self.max_size:
@@ -335,7 +340,6 @@ class SpeechSynthesizerObjectPool:
             keep = warm is not None and usable and not self._closed and len(self._idle) < self.max_size
             if keep and warm is not None:
                 self._idle.append(warm)
-                self._changed.notify_all()
             closed = self._closed
         if warm is not None and not keep:
             close_quietly(warm.ws, self._timeouts.close)
