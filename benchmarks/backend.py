@@ -6,6 +6,14 @@ Starts one ``EmbeddedServer`` (tone engine) per named configuration on one
 event loop, prints one JSON line ``{"servers": {name: {"url", "port"}}}``
 and serves until stdin closes or SIGTERM. Running the server in its own
 process keeps its CPU out of the client's process time.
+
+A probe ticks on the servers' event loop every 5 ms and records each stall
+(a tick at least ``STALL_S`` late: the process was busy or not scheduled).
+Each line ``stalls`` on stdin is answered with one JSON line
+``{"stalls": [[end, seconds], ...]}`` (``end`` on ``time.perf_counter``,
+which is CLOCK_MONOTONIC and so shared with the client processes) listing
+the stalls since the last such line: the concurrency benchmark uses it to
+tell a frame made late by the server from one the client made late.
 """
 
 from __future__ import annotations
@@ -16,7 +24,34 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
+
+STALL_S = 0.010
+TICK_S = 0.005
+
+
+class StallProbe:
+    """Stalls of the event loop it runs on, as (end, seconds) on ``time.perf_counter``."""
+
+    def __init__(self) -> None:
+        self.stalls: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+
+    async def run(self) -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(TICK_S)
+            end = time.perf_counter()
+            late = end - start - TICK_S
+            if late >= STALL_S:
+                with self._lock:
+                    self.stalls.append((end, late))
+
+    def take(self) -> list[tuple[float, float]]:
+        with self._lock:
+            taken, self.stalls = self.stalls, []
+        return taken
 
 
 async def _main(configs: dict[str, dict[str, Any]]) -> None:
@@ -34,15 +69,20 @@ async def _main(configs: dict[str, dict[str, Any]]) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    probe = StallProbe()
+    probing = asyncio.ensure_future(probe.run())
     # Stop as well when the parent goes away (its end of our stdin closes).
     if os.environ.get("BENCH_WATCH_STDIN", "1") == "1":
 
         def watch() -> None:
-            sys.stdin.buffer.read()
+            for line in sys.stdin:
+                if line.strip() == "stalls":
+                    print(json.dumps({"stalls": probe.take()}), flush=True)
             loop.call_soon_threadsafe(stop.set)
 
         threading.Thread(target=watch, daemon=True).start()
     await stop.wait()
+    probing.cancel()
     for server in servers.values():
         await server.stop()
 

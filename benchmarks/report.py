@@ -70,6 +70,25 @@ def keys_present(results: dict, keys: tuple[str, ...]) -> list[str]:
 
 
 # -- headline -------------------------------------------------------------------
+def late_causes(r: dict) -> str:
+    """ "; S / C" (late frames after a server / a client stall), when a frame was late and
+    the run recorded stalls (runs before the stall probes did not)."""
+    if not r.get("late_frames") or "late_after_server_stall" not in r:
+        return ""
+    return f"; {r['late_after_server_stall']} / {r['late_after_client_stall']}"
+
+
+def late_frames(r: dict) -> str:
+    """ "N late frames", with what held them back when any was late."""
+    n = r["late_frames"]
+    if not n or "late_after_server_stall" not in r:
+        return f"{n} late frames"
+    return (
+        f"{n} late frames ({r['late_after_server_stall']} after a stall of the server process, "
+        f"{r['late_after_client_stall']} after a stall of the client's, {r['late_unexplained']} after neither)"
+    )
+
+
 def headline_lines(results: dict) -> list[str]:
     rtt = HEADLINE_RTT if str(HEADLINE_RTT) in results["floor"] else int(next(iter(results["floor"])))
     fpd = results["settings"]["first_packet_delay_ms"]
@@ -147,7 +166,7 @@ def headline_lines(results: dict) -> list[str]:
         at500 = next((r for r in results.get(key, {}).get("levels", []) if r.get("streams") == 500), None)
         if at500 and "error" not in at500:
             lines.append(
-                f"500 real-time streams ({what} utterances): {at500['late_frames']} late frames, event-loop lag "
+                f"500 real-time streams ({what} utterances): {late_frames(at500)}, event-loop lag "
                 f"p99 {fmt(at500['loop_lag']['p99_ms'])} ms"
             )
     short = results.get("short")
@@ -155,7 +174,7 @@ def headline_lines(results: dict) -> list[str]:
         lines.append(
             f"Short utterances ({short['streams']} voice agents at once, {short['turns']} replies of 2.4 s each, "
             f"warm pool): {short['cpu_ms_per_audio_s']:.2f} ms client CPU per audio second, event-loop lag p99 "
-            f"{fmt(short['loop_lag']['p99_ms'])} ms, {short['late_frames']} late frames"
+            f"{fmt(short['loop_lag']['p99_ms'])} ms, {late_frames(short)}"
         )
     return lines
 
@@ -358,7 +377,7 @@ def _targets(results: dict) -> list[str]:
         ok = at500["late_frames"] == 0 and p99 is not None and p99 < 20
         out.append(
             f"| 500 real-time streams ({what} utterances): loop lag p99 < 20 ms, no late frame | "
-            f"p99 {fmt(p99)} ms, {at500['late_frames']} late frames | {'met' if ok else 'missed'} |"
+            f"p99 {fmt(p99)} ms, {late_frames(at500)} | {'met' if ok else 'missed'} |"
         )
     short = results.get("short")
     if short and "error" not in short and short.get("cpu_ms_per_audio_s"):
@@ -605,7 +624,12 @@ def write_report(results: dict, path: Path) -> None:
             "`AsyncSynthesizer` with N prewarmed connections, each level in a fresh process. A frame is late "
             "(an underrun) when it is delivered after it is due: the stream's first audio plus the audio before "
             "it (the slack is smallest at a stream's second frame: one frame's worth of audio minus the RTF's share, "
-            f"{st['chunk_ms'] * (1 - st['rtf']):.0f} ms). The ramp stops at the first level with a late frame or an error. Memory is the process's resident "
+            f"{st['chunk_ms'] * (1 - st['rtf']):.0f} ms). Both processes record every stall of their event loop "
+            "(a 5 or 10 ms ticker waking at least 10 ms late: busy, or not scheduled), on the clock they share; a "
+            "late frame is put down to a stall that lasted at least as long as the frame was late and ended at most "
+            "100 ms before it was delivered. The ramp stops at the first level where the client falls behind: an "
+            "error, or a late frame that no server stall explains (a level whose late frames all follow a server "
+            "stall is shown, and the ramp goes on). Memory is the process's resident "
             "set: after prewarming N idle connections, and at the peak of N active streams (divided by N). The "
             "server (its own process, on the other core) is shown too: where it saturates, late frames are its "
             "doing, not the client's."
@@ -621,7 +645,7 @@ def write_report(results: dict, path: Path) -> None:
             add(f"**{title}**")
             add("")
             add(
-                "| streams | late frames (worst ms; streams hit) | errors | loop lag p50 / p99 / max (ms) | client CPU (one core) | "
+                "| streams | late frames (worst ms; streams hit; after a server / client stall) | errors | loop lag p50 / p99 / max (ms) | client CPU (one core) | "
                 "server CPU | KiB per idle pooled connection | KiB per active stream |"
             )
             add("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -632,7 +656,8 @@ def write_report(results: dict, path: Path) -> None:
                 lag = row["loop_lag"]
                 server = row.get("server_cpu_util")
                 add(
-                    f"| {row['streams']} | {row['late_frames']} ({fmt(row['worst_late_ms'])}; {row.get('late_streams', '?')}) "
+                    f"| {row['streams']} | {row['late_frames']} ({fmt(row['worst_late_ms'])}; {row.get('late_streams', '?')}"
+                    f"{late_causes(row)}) "
                     f"| {row['errors']} | "
                     f"{fmt(lag['p50_ms'], 2)} / {fmt(lag['p99_ms'], 2)} / {fmt(lag['max_ms'], 1)} | "
                     f"{row['cpu_util'] * 100:.0f}% | {'n/a' if server is None else f'{server * 100:.0f}%'} | "
@@ -646,7 +671,7 @@ def write_report(results: dict, path: Path) -> None:
                 f"saying {short['turns']} replies of 2.4 s (the next one 0.5 s after the last one's audio has played "
                 f"out): {fmt(short.get('cpu_ms_per_audio_s'), 2)} ms of client CPU per second of audio (process "
                 f"CPU over all the audio delivered), event-loop lag p99 {fmt(short['loop_lag']['p99_ms'], 2)} ms, "
-                f"{short['late_frames']} late frames, {short['errors']} errors."
+                f"{late_frames(short)}, {short['errors']} errors."
             )
             add("")
     elif conc.get("error"):

@@ -163,6 +163,13 @@ class Background:
             raise RuntimeError(f"{argv[2:4]} did not start: {err[-2000:]}")
         self.info = json.loads(line)
 
+    def stalls(self) -> list[tuple[float, float]]:
+        """A ``benchmarks.backend``'s event-loop stalls since the last call: (end, seconds)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stalls\n")
+        self.proc.stdin.flush()
+        return [tuple(x) for x in json.loads(self.proc.stdout.readline())["stalls"]]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -380,8 +387,7 @@ def main() -> None:
             clients,
             urls,
             servers,
-            conc_backend.info["servers"]["conc"]["url"],
-            conc_backend.proc.pid,
+            conc_backend,
             results,
             started,
         )
@@ -505,9 +511,9 @@ def main_core(scenario: str, levels: tuple[int, ...] | None) -> None:
         if scenario == "cpu":
             _measure_cpu(st, core, servers["fast"]["url"], results)
         elif scenario == "short":
-            _measure_short(st, core, servers["conc"]["url"], backend.proc.pid, results)
+            _measure_short(st, core, backend, results)
         else:
-            _measure_concurrency(st, core, servers["conc"]["url"], backend.proc.pid, results)
+            _measure_concurrency(st, core, backend, results)
     finally:
         backend.stop()
     path = envs.BENCH_DIR / f"results-{scenario}.json"
@@ -555,7 +561,7 @@ def _conc_line(r: dict) -> str:
     server = f", server {r['server_cpu_util'] * 100:.0f}%" if r.get("server_cpu_util") is not None else ""
     cpu = r.get("cpu_ms_per_audio_s")
     return (
-        f"{r['late_frames']} late frames (worst {r['worst_late_ms']} ms), {r['errors']} errors, loop lag "
+        f"{r['late_frames']} late frames (worst {r['worst_late_ms']} ms{_late_causes(r)}), {r['errors']} errors, loop lag "
         f"p99 {r['loop_lag']['p99_ms']} ms, client CPU {r['cpu_util'] * 100:.0f}%"
         + (f" ({cpu:.2f} ms per audio second)" if cpu else "")
         + server
@@ -563,13 +569,61 @@ def _conc_line(r: dict) -> str:
     )
 
 
-def _conc_spec(st: Settings, url: str, pid: int, n: int, utterance: str) -> dict:
+def _late_causes(r: dict) -> str:
+    if not r["late_frames"]:
+        return ""
+    return (
+        f"; {r['late_after_server_stall']} after a server stall (max {r['server_stall_max_ms']} ms), "
+        f"{r['late_after_client_stall']} after a client stall (max {r['client_stall_max_ms']} ms), "
+        f"{r['late_unexplained']} neither"
+    )
+
+
+#: A late frame is put down to a stall (of the server's or the client's event loop) that
+#: lasted at least as long as the frame was late and ended at most this long before the
+#: frame was delivered: the stall held the frame back past its due time.
+STALL_WINDOW_S = 0.1
+
+
+def _explained(late: list, stalls: list) -> list[bool]:
+    """For each late frame (delivered, seconds late): was it held back by one of ``stalls``?"""
+    return [
+        any(end <= at and at - end <= STALL_WINDOW_S and lasted >= by for end, lasted in stalls)
+        for at, by in late
+    ]
+
+
+def _run_level(core: Client, backend: Background, spec: dict) -> dict:
+    """One concurrency level in a fresh driver, its late frames set against both processes'
+    stalls: ``late_after_server_stall`` / ``late_after_client_stall`` count the late frames
+    each explains, ``late_unexplained`` those neither does."""
+    backend.stalls()  # forget the stalls before this level
+    r = run_driver(core, spec, timeout=300)
+    server = backend.stalls()
+    if "error" in r:
+        return r
+    late = r.pop("late_events")
+    client = r.pop("client_stalls")
+    by_server, by_client = _explained(late, server), _explained(late, client)
+    r["late_after_server_stall"] = sum(by_server)
+    r["late_after_client_stall"] = sum(by_client)
+    r["late_unexplained"] = sum(not (a or b) for a, b in zip(by_server, by_client, strict=True))
+    r["server_stall_max_ms"] = round(max((d for _, d in server), default=0.0) * 1000, 1)
+    r["client_stall_max_ms"] = round(max((d for _, d in client), default=0.0) * 1000, 1)
+    if late:  # the evidence behind the counts, for whoever wants to check them
+        r["late_sample"] = [
+            [round(by * 1000, 1), a, b] for (_, by), a, b in zip(late, by_server, by_client, strict=True)
+        ][:50]
+    return r
+
+
+def _conc_spec(st: Settings, backend: Background, n: int, utterance: str) -> dict:
     spec: dict[str, Any] = {
         "scenario": "concurrency",
-        "url": url,
+        "url": backend.info["servers"]["conc"]["url"],
         "streams": n,
         "stagger_s": st.concurrency_stagger_s,
-        "server_pid": pid,
+        "server_pid": backend.proc.pid,
         "utterance": utterance,
     }
     if utterance == "short":
@@ -577,9 +631,9 @@ def _conc_spec(st: Settings, url: str, pid: int, n: int, utterance: str) -> dict
     return spec
 
 
-def _measure_short(st: Settings, core: Client, url: str, pid: int, results: dict) -> None:
+def _measure_short(st: Settings, core: Client, backend: Background, results: dict) -> None:
     """``short_streams`` voice agents at once, each saying ``short_turns`` 2.4 s replies."""
-    r = run_driver(core, _conc_spec(st, url, pid, st.short_streams, "short"), timeout=300)
+    r = _run_level(core, backend, _conc_spec(st, backend, st.short_streams, "short"))
     if "error" in r:
         echo(f"  ! short utterances: {r['error'][:300]}")
     else:
@@ -587,23 +641,25 @@ def _measure_short(st: Settings, core: Client, url: str, pid: int, results: dict
     results["short"] = r
 
 
-def _measure_concurrency(st: Settings, core: Client, url: str, pid: int, results: dict) -> None:
-    """The ramp of N real-time streams, long utterances then short ones; each ramp stops
-    at its first level with a late frame or an error."""
+def _measure_concurrency(st: Settings, core: Client, backend: Background, results: dict) -> None:
+    """The ramp of N real-time streams, long utterances then short ones. Each ramp stops
+    at its first level where the client falls behind: an error, or a late frame that no
+    stall of the server held back. ``best``: the highest level with no late frame at all."""
     for utterance, key in (("long", "concurrency"), ("short", "concurrency_short")):
         levels = []
         best = None
         for n in st.concurrency_levels:
-            r = run_driver(core, _conc_spec(st, url, pid, n, utterance), timeout=300)
+            r = _run_level(core, backend, _conc_spec(st, backend, n, utterance))
             if "error" in r:
                 echo(f"  ! {n} streams ({utterance}): {r['error'][:300]}")
                 levels.append({"streams": n, "error": r["error"]})
                 break
             levels.append(r)
             echo(f"  {n:>5} streams ({utterance}): " + _conc_line(r))
-            if r["late_frames"] or r["errors"]:
+            if r["errors"] or r["late_frames"] > r["late_after_server_stall"]:
                 break
-            best = r
+            if not r["late_frames"]:
+                best = r
         results[key] = {"levels": levels, "best": best}
 
 
@@ -636,8 +692,7 @@ def _measure(
     clients: list[Client],
     urls: dict[int, str],
     servers: dict,
-    conc_url: str,
-    conc_pid: int,
+    conc_backend: Background,
     results: dict,
     started: float,
 ) -> None:
@@ -878,9 +933,9 @@ def _measure(
         f"({time.monotonic() - started:.0f} s so far)"
     )
     if core is not None:
-        _measure_concurrency(st, core, conc_url, conc_pid, results)
+        _measure_concurrency(st, core, conc_backend, results)
         echo(f"[6b/7] short utterances: {st.short_streams} voice agents x {st.short_turns} replies of 2.4 s")
-        _measure_short(st, core, conc_url, conc_pid, results)
+        _measure_short(st, core, conc_backend, results)
 
 
 if __name__ == "__main__":

@@ -169,11 +169,14 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 class LoopLag:
-    """Event-loop lag: a ticker asking to wake every ``period`` seconds."""
+    """Event-loop lag: a ticker asking to wake every ``period`` seconds. Each tick at least
+    ``stall`` seconds late is also kept in ``stalls`` as (end, seconds) on ``clock``."""
 
-    def __init__(self, period: float = 0.01) -> None:
+    def __init__(self, period: float = 0.01, stall: float = 0.010) -> None:
         self.period = period
+        self.stall = stall
         self.lags: list[float] = []
+        self.stalls: list[tuple[float, float]] = []
         self._task = None
 
     def start(self) -> None:
@@ -187,7 +190,11 @@ class LoopLag:
         while True:
             t = clock()
             await asyncio.sleep(self.period)
-            self.lags.append(clock() - t - self.period)
+            end = clock()
+            lag = end - t - self.period
+            self.lags.append(lag)
+            if lag >= self.stall:
+                self.stalls.append((end, lag))
 
     async def stop(self) -> dict[str, float | None]:
         import asyncio

@@ -250,6 +250,7 @@ class _Level:
         self.late = 0
         self.late_early = 0  # among a stream's first three frames, where the slack is smallest
         self.late_streams = 0
+        self.late_events: list[tuple[float, float]] = []  # (delivered, seconds late), the first 2000
         self.worst = 0.0
         self.frames = 0
         self.errors = 0
@@ -282,6 +283,8 @@ async def _one_stream(
                         st.late_early += index < 3
                         late_here = True
                         st.worst = max(st.worst, now - due)
+                        if len(st.late_events) < 2000:
+                            st.late_events.append((now, now - due))
                     audio_s += len(ev.audio) / 2 / 24000
                     st.frames += 1
                     index += 1
@@ -355,6 +358,8 @@ async def concurrency(s: dict) -> dict:
         "late_early_frames": st.late_early,
         "late_streams": st.late_streams,
         "worst_late_ms": ms(st.worst),
+        "late_events": st.late_events,
+        "client_stalls": lag.stalls[:2000],
         "frames": st.frames,
         "errors": st.errors,
         "first_error": st.first_error,
