@@ -580,15 +580,17 @@ def _late_causes(r: dict) -> str:
 
 
 #: A late frame is put down to a stall (of the server's or the client's event loop) that
-#: lasted at least as long as the frame was late and ended at most this long before the
-#: frame was delivered: the stall held the frame back past its due time.
+#: lasted at least as long as the frame was late, began before the frame was delivered and
+#: ended at most this long before: the stall held the frame back past its due time. (A
+#: stall's end is when the probe's tick ran again, which can be after the first sends that
+#: followed the stall, so the frame may arrive before the recorded end.)
 STALL_WINDOW_S = 0.1
 
 
 def _explained(late: list, stalls: list) -> list[bool]:
     """For each late frame (delivered, seconds late): was it held back by one of ``stalls``?"""
     return [
-        any(end <= at and at - end <= STALL_WINDOW_S and lasted >= by for end, lasted in stalls)
+        any(end - lasted <= at <= end + STALL_WINDOW_S and lasted >= by for end, lasted in stalls)
         for at, by in late
     ]
 

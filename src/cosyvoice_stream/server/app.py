@@ -201,7 +201,7 @@ class EmbeddedServer:
 
     @property
     def tasks(self) -> list[TaskRecord]:
-        """Every task this server saw, in order of run-task."""
+        """The tasks this server saw, in order of run-task: the last ``max_task_records``."""
         return self._context.tasks if self._context is not None else []
 
     @property

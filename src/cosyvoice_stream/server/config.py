@@ -36,6 +36,8 @@ class ServerConfig:
     ``text_timeout_s`` / ``idle_timeout_s``: the service's 23 s and 60 s.
     ``max_ended_task_ids``: how many ended task ids one connection remembers
     (to ignore stragglers of tasks that ended); the oldest are forgotten.
+    ``max_task_records``: how many ``TaskRecord`` s ``EmbeddedServer.tasks``
+    keeps, the most recent ones: a long-running server must not grow.
     ``flush``: what a flush (continue-task with ``input.flush``) does:
     ``"honour"`` synthesizes the held text as its own unit, ``"ignore"`` drops
     the message (a server without flush), ``"reject"`` fails the task
@@ -66,6 +68,7 @@ class ServerConfig:
     #: Port of the voice cloning HTTP API on ``host`` (0: a free port).
     enrollment_port: int = 0
     max_ended_task_ids: int = 256
+    max_task_records: int = 1000
     flush: FlushMode = "honour"
 
     def __post_init__(self) -> None:
@@ -110,13 +113,19 @@ class ServerConfig:
         _non_negative("tone_gap_ms", self.tone_gap_ms)
         _positive("max_text_characters", self.max_text_characters)
         _positive("max_task_characters", self.max_task_characters)
-        _positive("max_ended_task_ids", self.max_ended_task_ids)
+        _positive_int("max_ended_task_ids", self.max_ended_task_ids)
+        _positive_int("max_task_records", self.max_task_records)
 
 
 def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name}={value!r} is invalid: expected a finite number")
     return float(value)
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name}={value!r} is invalid: expected an int > 0")
 
 
 def _non_negative(name: str, value: object) -> None:

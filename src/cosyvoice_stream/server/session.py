@@ -78,7 +78,7 @@ class ServerContext:
         self.engine = engine
         self.executor = executor
         self.faults = FaultBook()
-        self.tasks: list[TaskRecord] = []
+        self.tasks: list[TaskRecord] = []  # the last config.max_task_records
         self.connections_opened = 0
         self.active_connections = 0
         self._sequence = 0
@@ -219,6 +219,11 @@ class Connection:
         async with self._send_lock:  # never between an event and its audio frame
             producer.cancel()
         await asyncio.wait({producer})
+        # The cancelled task keeps its CancelledError, whose traceback holds the producer's
+        # frames and so this task and connection: let go of it, or every cancelled task
+        # leaves a reference cycle for the garbage collector (whose full passes then stall
+        # a busy server for tens of milliseconds).
+        task.producer = None
 
     # -- timers -----------------------------------------------------------
     def _disarm(self) -> None:
@@ -320,6 +325,8 @@ class Connection:
             connection_id=self.id,
         )
         context.tasks.append(record)
+        if len(context.tasks) > self.config.max_task_records:
+            del context.tasks[0]
         task = TaskRun(record, faults=context.faults.take_for_task())
         self.task = task
         try:
