@@ -14,11 +14,20 @@ Each line ``stalls`` on stdin is answered with one JSON line
 which is CLOCK_MONOTONIC and so shared with the client processes) listing
 the stalls since the last such line: the concurrency benchmark uses it to
 tell a frame made late by the server from one the client made late.
+
+With ``BENCH_GC=between-levels`` the process does not run Python's cyclic
+garbage collector by itself: each line ``collect`` runs a full collection
+(answered with ``{"collected": n, "seconds": s}``) and forgets the stalls
+so far. The concurrency benchmark sends it between levels, while no stream
+runs: at hundreds of open connections a full pass stalls this process for
+tens of milliseconds, a pause of the stand-in that the cloud service it
+stands in for does not have. The client processes collect as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -71,13 +80,24 @@ async def _main(configs: dict[str, dict[str, Any]]) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     probe = StallProbe()
     probing = asyncio.ensure_future(probe.run())
+    if os.environ.get("BENCH_GC") == "between-levels":
+        gc.collect()
+        gc.freeze()  # what start-up made stays out of every later pass
+        gc.disable()
     # Stop as well when the parent goes away (its end of our stdin closes).
     if os.environ.get("BENCH_WATCH_STDIN", "1") == "1":
 
         def watch() -> None:
             for line in sys.stdin:
-                if line.strip() == "stalls":
+                command = line.strip()
+                if command == "stalls":
                     print(json.dumps({"stalls": probe.take()}), flush=True)
+                elif command == "collect":
+                    started = time.perf_counter()
+                    collected = gc.collect()
+                    seconds = time.perf_counter() - started
+                    probe.take()
+                    print(json.dumps({"collected": collected, "seconds": seconds}), flush=True)
             loop.call_soon_threadsafe(stop.set)
 
         threading.Thread(target=watch, daemon=True).start()

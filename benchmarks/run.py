@@ -146,8 +146,8 @@ def echo(*args: Any) -> None:
 class Background:
     """A long-running helper process that prints one JSON line when ready."""
 
-    def __init__(self, argv: list[str], cpu: str) -> None:
-        env = dict(os.environ, BENCH_CPU=cpu)
+    def __init__(self, argv: list[str], cpu: str, **env_vars: str) -> None:
+        env = dict(os.environ, BENCH_CPU=cpu, **env_vars)
         self.proc = subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -163,12 +163,16 @@ class Background:
             raise RuntimeError(f"{argv[2:4]} did not start: {err[-2000:]}")
         self.info = json.loads(line)
 
-    def stalls(self) -> list[tuple[float, float]]:
-        """A ``benchmarks.backend``'s event-loop stalls since the last call: (end, seconds)."""
+    def ask(self, command: str) -> Any:
+        """A ``benchmarks.backend``'s answer to ``command`` (one line each way)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("stalls\n")
+        self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
-        return [tuple(x) for x in json.loads(self.proc.stdout.readline())["stalls"]]
+        return json.loads(self.proc.stdout.readline())
+
+    def stalls(self) -> list[tuple[float, float]]:
+        """The backend's event-loop stalls since the last call (or ``collect``): (end, seconds)."""
+        return [tuple(x) for x in self.ask("stalls")["stalls"]]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -363,7 +367,9 @@ def main() -> None:
         "tone_gap_ms": st.conc_tone_gap_ms,
     }
     conc_backend = Background(
-        [sys.executable, "-m", "benchmarks.backend", json.dumps({"conc": conc_config})], SERVER_CPU
+        [sys.executable, "-m", "benchmarks.backend", json.dumps({"conc": conc_config})],
+        SERVER_CPU,
+        BENCH_GC="between-levels",
     )
     host_port = f"127.0.0.1:{servers['timed']['port']}"
     proxy_argv = [
@@ -504,7 +510,9 @@ def main_core(scenario: str, levels: tuple[int, ...] | None) -> None:
         "rtf": 0.0,
     }
     backend = Background(
-        [sys.executable, "-m", "benchmarks.backend", json.dumps({"conc": timed, "fast": fast})], SERVER_CPU
+        [sys.executable, "-m", "benchmarks.backend", json.dumps({"conc": timed, "fast": fast})],
+        SERVER_CPU,
+        BENCH_GC="between-levels",
     )
     servers = backend.info["servers"]
     try:
@@ -599,7 +607,7 @@ def _run_level(core: Client, backend: Background, spec: dict) -> dict:
     """One concurrency level in a fresh driver, its late frames set against both processes'
     stalls: ``late_after_server_stall`` / ``late_after_client_stall`` count the late frames
     each explains, ``late_unexplained`` those neither does."""
-    backend.stalls()  # forget the stalls before this level
+    backend.ask("collect")  # the stand-in's garbage collection, and its stalls so far: not in this level
     r = run_driver(core, spec, timeout=300)
     server = backend.stalls()
     if "error" in r:
