@@ -20,6 +20,8 @@ Two ways to run it:
         console needs the PortAudio library (sudo apt-get install libportaudio2
         on Debian/Ubuntu, brew install portaudio on macOS); LiveKit's options
         for each command: python examples/livekit_agent.py console --help
+        (livekit-agents 1.8.9 marks this built-in CLI deprecated; the same
+        worker without it: python -m livekit.agents start examples/livekit_agent.py)
 """
 
 from __future__ import annotations
