@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -48,6 +49,18 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     if pending:
         _, still = await asyncio.wait(pending, timeout=2.0)
         assert not still, f"leaked tasks: {[t.get_name() for t in still]}"
+
+
+@pytest.fixture
+def alive_without_collector() -> Iterator[Callable[[type], int]]:
+    """The cyclic garbage collector is off for the test, so whatever a reference cycle
+    holds stays alive; gives the number of live objects of a type."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield lambda kind: sum(1 for obj in gc.get_objects() if type(obj) is kind)
+    finally:
+        gc.enable()
 
 
 StartServer = Callable[..., Awaitable[EmbeddedServer]]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from server_support import continue_task, open_ws, receive_until, start_task, synthesize, wait_until
@@ -28,23 +27,9 @@ def test_task_records_bound_is_checked(value: object) -> None:
         ServerConfig(max_task_records=value)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def no_cycle_collector() -> Iterator[None]:
-    """Only reference counting frees objects meanwhile: what a cycle holds stays alive."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def _alive(kind: type) -> int:
-    return sum(1 for obj in gc.get_objects() if type(obj) is kind)
-
-
-@pytest.mark.usefixtures("no_cycle_collector")
-async def test_a_task_cut_off_mid_audio_leaves_no_reference_cycle() -> None:
+async def test_a_task_cut_off_mid_audio_leaves_no_reference_cycle(
+    alive_without_collector: Callable[[type], int],
+) -> None:
     # A task cancelled mid-audio (the client went away) used to stay alive with its
     # connection in a cycle through its producer's CancelledError, until a full
     # collection: at hundreds of streams those passes stalled the server for 100+ ms.
@@ -58,5 +43,5 @@ async def test_a_task_cut_off_mid_audio_leaves_no_reference_cycle() -> None:
                     await receive_until(ws, until=("result-generated",), into=got)
             await wait_until(lambda: server.active_connections == 0)
         assert [record.state for record in server.tasks] == ["aborted"] * 3
-        await wait_until(lambda: _alive(Connection) == 0)
-        assert _alive(TaskRun) == 0
+        await wait_until(lambda: alive_without_collector(Connection) == 0)
+        assert alive_without_collector(TaskRun) == 0

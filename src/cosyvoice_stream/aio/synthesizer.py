@@ -180,8 +180,17 @@ class AsyncSynthesizer:
         """Run a stream's task, tracked so ``aclose()`` can end it."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            # A cancelled task keeps its CancelledError, whose traceback holds the task's
+            # frames and so its stream, which holds the task: asking for it hands it over,
+            # and it goes with this frame instead of staying for the garbage collector.
+            with contextlib.suppress(asyncio.CancelledError):
+                task.exception()
 
     @staticmethod
     def _service_rate(format: str, sample_rate: int) -> int:
