@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import envs, llm
-from .report import headline_lines, write_report
+from .report import headline_lines, late_frames, write_report
 
 ROOT = envs.ROOT
 PEERS = Path(__file__).resolve().parent / "peers"
@@ -569,21 +569,12 @@ def _conc_line(r: dict) -> str:
     server = f", server {r['server_cpu_util'] * 100:.0f}%" if r.get("server_cpu_util") is not None else ""
     cpu = r.get("cpu_ms_per_audio_s")
     return (
-        f"{r['late_frames']} late frames (worst {r['worst_late_ms']} ms{_late_causes(r)}), {r['errors']} errors, loop lag "
+        f"{late_frames(r)}, worst {r['worst_late_ms']} ms, longest stall server {r['server_stall_max_ms']} / client "
+        f"{r['client_stall_max_ms']} ms, {r['errors']} errors, loop lag "
         f"p99 {r['loop_lag']['p99_ms']} ms, client CPU {r['cpu_util'] * 100:.0f}%"
         + (f" ({cpu:.2f} ms per audio second)" if cpu else "")
         + server
         + f"; {r['idle_conn_kib']:.0f} KiB/idle connection, {r['active_stream_kib']:.0f} KiB/active stream"
-    )
-
-
-def _late_causes(r: dict) -> str:
-    if not r["late_frames"]:
-        return ""
-    return (
-        f"; {r['late_after_server_stall']} after a server stall (max {r['server_stall_max_ms']} ms), "
-        f"{r['late_after_client_stall']} after a client stall (max {r['client_stall_max_ms']} ms), "
-        f"{r['late_unexplained']} neither"
     )
 
 
